@@ -1,0 +1,25 @@
+# Two entry points (see README): `make run` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.deployconv-installed
+
+.PHONY: run test lint setup
+
+$(STAMP): pyproject.toml constraints-cpu.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints-cpu.txt -e '.[dev]'
+	touch $@
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/deployconv reparam --model lsnet_t --force
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check deployconv tests benchmarks
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check deployconv tests benchmarks

@@ -1,0 +1,3 @@
+from deployconv.cli import main
+
+main()

@@ -1,0 +1,47 @@
+"""Atomic writes: a file is either the old one or the complete new one, never half written."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from deployconv.errors import BadInputError
+
+
+def refuse_overwrite(path: Path, force: bool) -> None:
+    """Raise unless `path` is free or the user said --force."""
+    if path.exists() and not force:
+        raise BadInputError(
+            f"{path} already exists",
+            why="deployconv never overwrites an existing output without being asked",
+            fix="pass --force to replace it, or choose another --out",
+        )
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; rename it over `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_atomic(path: Path, writer: Callable[[Path], None]) -> None:
+    """Call writer(tmp_path) and move the result into place atomically."""
+    with atomic_path(path) as tmp:
+        writer(tmp)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
