@@ -35,7 +35,7 @@ def load_user_model(source: str, **kwargs: Any):
     target, _, attr = source.rpartition(":")
     if not target or not attr:
         raise BadInputError(f"bad model source {source!r}", fix="use file.py:factory or package.module:factory")
-    if target.endswith(".py") or "/" in target or Path(target).suffix:
+    if target.endswith(".py") or "/" in target or "\\" in target:
         module = _import_file(Path(target))
     else:
         try:

@@ -198,8 +198,15 @@ def reparameterize(
     report = ReparamReport(model=name, probe_shape=list(probe.shape), params_before=count_params(work),
                            params_after=0, tolerance_fp64_rel=tolerance)
     if verify:
+        try:
+            ref32 = work(probe)
+        except Exception as e:
+            raise BadInputError(
+                f"the probe input {tuple(probe.shape)} does not run through {name}",
+                why=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                fix="pass a probe of the model's input shape (CLI: --input-shape N,C,H,W)",
+            ) from None
         ref64 = _run64(work, (probe,), {})
-        ref32 = work(probe)
         captured = _capture_inputs(work, probe)
     else:
         captured = {}

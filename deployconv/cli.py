@@ -1,0 +1,155 @@
+"""The deployconv command line: parse, call the front door, render. No logic of its own.
+
+Errors a user can cause become a message and an exit code here, in one place: 0 ok, 1 a check failed,
+2 bad input, 3 a missing piece of the environment. `--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from deployconv import __version__
+from deployconv.errors import DeployconvError
+
+app = typer.Typer(
+    name="deployconv",
+    help="Deploy modern ConvNets: model zoo -> verified reparameterization -> ONNX / TensorRT, with parity proofs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+_state = {"debug": False}
+
+# One definition per common option, so a flag means the same in every command.
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Zoo name (see `deployconv models`) or file.py:factory / pkg.module:factory.")]
+WeightsOpt = Annotated[Path | None, typer.Option("--weights", "-w", help="Checkpoint file (official layout).")]
+AllowMissingOpt = Annotated[list[str] | None, typer.Option("--allow-missing", help="fnmatch pattern of checkpoint keys the model may lack on purpose (repeatable); they are reported.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")]
+
+
+def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except DeployconvError as e:
+            if _state["debug"]:
+                raise
+            from deployconv.console import err
+
+            err.print(f"[bold red]error:[/] {e.render()}", highlight=False, markup=True)
+            raise typer.Exit(e.exit_code) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"deployconv {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+@app.command("models")
+@_handle_errors
+def models_cmd(
+    pattern: Annotated[str | None, typer.Argument(help="fnmatch filter, e.g. 'lsnet*'.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List zoo models: family, parameters in train and deploy form, input size."""
+    from deployconv.console import out, print_json, table
+    from deployconv.models.summary import zoo_rows
+
+    rows = zoo_rows(pattern)
+    if json_out:
+        print_json(rows)
+        return
+    out.print(table(None, ["name", "family", "params (train)", "params (deploy)", "input", "fixed HxW"],
+                    [[r["name"], r["family"], f"{r['params_train']:,}", f"{r['params_deploy']:,}",
+                      "x".join(map(str, r["input_size"])), "yes" if r["fixed_hw"] else "no"] for r in rows],
+                    justify_right=["params (train)", "params (deploy)"]))
+
+
+def _parse_shape(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    from deployconv.errors import BadInputError
+
+    if not re.fullmatch(r"\d+(,\d+)+", text.replace("x", ",")):
+        raise BadInputError(f"bad --input-shape {text!r}", fix="use N,C,H,W, e.g. 1,3,224,224")
+    return tuple(int(v) for v in text.replace("x", ",").split(","))
+
+
+@app.command("reparam")
+@_handle_errors
+def reparam_cmd(
+    model: ModelOpt,
+    weights: WeightsOpt = None,
+    allow_missing: AllowMissingOpt = None,
+    out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Where to save the deploy-form model [default: deployconv_out/<model>-deploy.pt].")] = None,
+    input_shape: Annotated[str | None, typer.Option("--input-shape", help="Probe shape N,C,H,W (default: the model's input size, batch 2).")] = None,
+    json_out: JsonOpt = False,
+    force: ForceOpt = False,
+) -> None:
+    """Reparameterize a model into deploy form, verify it, print the fusion report and save it."""
+    import torch
+
+    from deployconv.atomic import refuse_overwrite
+    from deployconv.models import create_model
+    from deployconv.reparam import reparameterize
+    from deployconv.reparam.artifact import save_deploy
+    from deployconv.reparam.render import render_report
+
+    target = out_file or Path("deployconv_out") / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', model)}-deploy.pt"
+    refuse_overwrite(target, force)
+    m = create_model(model, weights, allow_missing=tuple(allow_missing or ()))
+    shape = _parse_shape(input_shape)
+    probe = torch.randn(*shape, generator=torch.Generator().manual_seed(0)) if shape else None
+    deploy = reparameterize(m, probe=probe)
+    save_deploy(deploy, target, force=force)
+    report = deploy.reparam_report
+    load = getattr(m, "load_report", None)
+    if json_out:
+        from deployconv.console import print_json
+
+        print_json({"report": report.to_dict(), "out": str(target),
+                    "weights": None if load is None else load.__dict__})
+        return
+    render_report(report, saved_to=target, load_report=load)
+
+
+@app.command("doctor")
+@_handle_errors
+def doctor_cmd(json_out: JsonOpt = False) -> None:
+    """Which of torch, ONNX tooling, TensorRT, CUDA, nvcc and a GPU this machine has, with versions."""
+    from deployconv.console import out, print_json, table
+    from deployconv.doctor import diagnose
+
+    comps = diagnose()
+    if json_out:
+        print_json(comps)
+        return
+    out.print(table(f"deployconv {__version__} environment", ["component", "found", "version", "detail"],
+                    [[c.name, "yes" if c.found else "no", c.version or "-", c.detail] for c in comps]))
+
+
+def main() -> None:
+    app(prog_name="deployconv")
+
+
+if __name__ == "__main__":
+    main()
