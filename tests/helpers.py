@@ -25,7 +25,8 @@ def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
                 m.bias.copy_(rand_like(m.bias, -0.5, 0.5))
     for name, p in model.named_parameters():
         leaf = name.rsplit(".", 1)[-1]
-        if p.dim() <= 1 and ("gamma" in leaf or "beta" in leaf or (leaf in ("weight", "bias") and torch.all(p == p.flatten()[0]))):
+        # squeeze: GRN keeps gamma/beta as (1, 1, 1, C)
+        if p.squeeze().dim() <= 1 and ("gamma" in leaf or "beta" in leaf or (leaf in ("weight", "bias") and torch.all(p == p.flatten()[0]))):
             lo, hi = (0.5, 1.5) if ("gamma" in leaf or leaf == "weight") else (-0.5, 0.5)
             p.copy_(rand_like(p, lo, hi))
     return model

@@ -84,8 +84,12 @@ def load_checkpoint(
     *,
     filter_fn: Callable[[dict, torch.nn.Module], dict] | None = None,
     allow_missing: tuple[str, ...] = (),
+    optional_keys: tuple[str, ...] = (),
 ) -> LoadReport:
-    """Load strictly: any missing, unexpected or mis-shaped key is an error listing each kind."""
+    """Load strictly: any missing, unexpected or mis-shaped key is an error listing each kind.
+
+    `optional_keys` (from the model's ModelInfo) never loosen anything: when every missing key matches one of
+    them, the error names the exact --allow-missing flag that would accept it."""
     sd, wrapper, prefix = read_state_dict(path)
     if filter_fn is not None:
         sd = filter_fn(sd, model)
@@ -97,19 +101,26 @@ def load_checkpoint(
         for k in own
         if k in sd and sd[k].shape != own[k].shape
     ]
-    allowed = [k for k in missing if any(fnmatch.fnmatch(k, p) for p in allow_missing)]
-    missing = [k for k in missing if k not in allowed]
+    # BN's batch counter is training bookkeeping that older torchvision/timm files lack; it never affects
+    # inference, so its absence is tolerated (the model keeps 0).
+    counters = [k for k in missing if k.endswith("num_batches_tracked")]
+    allowed = [k for k in missing if k not in counters and any(fnmatch.fnmatch(k, p) for p in allow_missing)]
+    missing = [k for k in missing if k not in allowed and k not in counters]
     if missing or unexpected or mismatched:
+        hint = "; keys the model may lack on purpose can be allowed with --allow-missing PATTERN" if missing else ""
+        expected_gaps = [p for p in optional_keys if any(fnmatch.fnmatch(k, p) for k in missing)]
+        if missing and expected_gaps and all(any(fnmatch.fnmatch(k, p) for p in optional_keys) for k in missing):
+            flags = " ".join(f"--allow-missing '{p}'" for p in expected_gaps)
+            hint = f"; this model may legitimately lack these keys: pass {flags} (they keep their initial values)"
         raise BadInputError(
             f"checkpoint {path} does not match model {type(model).__name__}",
             details=_listing("missing keys", missing)
             + _listing("unexpected keys", unexpected)
             + _listing("shape mismatches", mismatched),
             why="loading is strict so that a wrong or partial checkpoint never loads silently",
-            fix="pass the checkpoint released for this exact variant"
-            + ("; keys the model may lack on purpose can be allowed with --allow-missing PATTERN" if missing else ""),
+            fix="pass the checkpoint released for this exact variant" + hint,
         )
-    model.load_state_dict(sd, strict=not allowed)
+    model.load_state_dict(sd, strict=not (allowed or counters))
     model.eval()
     # Modules that derive state from loaded tensors (caches) refresh here, whatever the call order.
     for m in model.modules():

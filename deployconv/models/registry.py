@@ -141,6 +141,7 @@ def create_model(
             weights,
             filter_fn=spec.filter_fn if spec else None,
             allow_missing=tuple(allow_missing),
+            optional_keys=spec.info.optional_keys if spec else (),
         )
         model.load_report = report
     return model.eval()

@@ -99,3 +99,18 @@ def test_non_state_dict_payload(tmp_path):
     torch.save([torch.zeros(1)], path)
     with pytest.raises(BadInputError, match="holds no state dict"):
         read_state_dict(path)
+
+
+def test_missing_bn_counters_are_tolerated(tmp_path, sd):
+    path = tmp_path / "old.pth"
+    torch.save({k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}, path)
+    m = build()
+    load_checkpoint(m, path)
+    assert all(torch.equal(m.state_dict()[k], v) for k, v in sd.items() if not k.endswith("num_batches_tracked"))
+
+
+def test_optional_keys_name_the_exact_flag(tmp_path, sd):
+    path = tmp_path / "nofc.pth"
+    torch.save({k: v for k, v in sd.items() if not k.startswith("fc.")}, path)
+    with pytest.raises(BadInputError, match=r"pass --allow-missing 'fc\.\*'"):
+        load_checkpoint(build(), path, optional_keys=("fc.*",))
