@@ -18,8 +18,8 @@ run: $(STAMP)
 	$(VENV)/bin/deployconv reparam --model lsnet_t --force
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check deployconv tests benchmarks
+	$(VENV)/bin/ruff check deployconv tests benchmarks tools
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check deployconv tests benchmarks
+	$(VENV)/bin/ruff check deployconv tests benchmarks tools
