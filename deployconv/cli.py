@@ -100,7 +100,7 @@ def reparam_cmd(
     model: ModelOpt,
     weights: WeightsOpt = None,
     allow_missing: AllowMissingOpt = None,
-    out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Where to save the deploy-form model [default: deployconv_out/<model>-deploy.pt].")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Where to save the deploy-form model (default: deployconv_out/<model>-deploy.pt).")] = None,
     input_shape: Annotated[str | None, typer.Option("--input-shape", help="Probe shape N,C,H,W (default: the model's input size, batch 2).")] = None,
     json_out: JsonOpt = False,
     force: ForceOpt = False,
@@ -145,6 +145,11 @@ def doctor_cmd(json_out: JsonOpt = False) -> None:
         return
     out.print(table(f"deployconv {__version__} environment", ["component", "found", "version", "detail"],
                     [[c.name, "yes" if c.found else "no", c.version or "-", c.detail] for c in comps]))
+
+
+from deployconv.cli_bench import bench_cmd  # noqa: E402
+
+app.command("bench")(bench_cmd)
 
 
 def main() -> None:

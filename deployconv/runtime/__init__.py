@@ -1,0 +1,74 @@
+"""Runners with one interface for PyTorch, ONNX Runtime and TensorRT; `load_runner(artifact)` is the front door.
+
+Torch-free: importing this package (and running ONNX models through it) never imports torch. `TorchRunner`
+is resolved lazily on first attribute access, and onnxruntime is imported only when a session is made.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+
+from deployconv.errors import BadInputError, MissingEnvironmentError
+from deployconv.runtime.base import Runner, TensorMeta, is_dynamic, random_feed
+from deployconv.runtime.ort import CPU, CUDA, OrtRunner, available_cpus, resolve_providers, sha256_of
+
+# runtime name (the CLI's --runtime) -> ONNX Runtime providers; "trt" is TensorRT (issue #5).
+RUNTIMES: dict[str, list[str] | None] = {"ort-cpu": [CPU], "ort-cuda": [CUDA, CPU], "trt": None}
+ENGINE_SUFFIXES = (".plan", ".engine")
+
+__all__ = ["RUNTIMES", "OrtRunner", "Runner", "TensorMeta", "TorchRunner", "available_cpus", "is_dynamic",
+           "load_runner", "random_feed", "resolve_artifact", "sha256_of"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TorchRunner":
+        return import_module("deployconv.runtime.torch_runner").TorchRunner
+    raise AttributeError(f"module 'deployconv.runtime' has no attribute {name!r}")
+
+
+def resolve_artifact(artifact: str | os.PathLike[str], runtime: str = "ort-cpu") -> Path:
+    """The file `runtime` would run for `artifact`: a model file as given, or DIR/model.onnx (DIR/engine.plan
+    for trt where it exists; else its model.onnx, to build one from). Raises BadInputError for a missing or
+    unrecognised artifact."""
+    if runtime not in RUNTIMES:
+        raise BadInputError(f"unknown runtime {runtime!r}", fix=f"choose one of {', '.join(RUNTIMES)}")
+    path = Path(artifact)
+    if not path.exists():
+        raise BadInputError(f"{path}: no such file or directory",
+                            fix="give an exported directory (with model.onnx) or a .onnx file")
+    if path.is_dir():
+        name = "engine.plan" if runtime == "trt" and (path / "engine.plan").is_file() else "model.onnx"
+        if not (path / name).is_file():
+            found = sorted(p.name for p in path.iterdir() if p.suffix in (".onnx", *ENGINE_SUFFIXES))
+            raise BadInputError(f"{path} has no {name}",
+                                why=f"it holds {', '.join(found)}" if found else "it is not an exported directory",
+                                fix="give the .onnx file itself, or a directory written by `deployconv export`")
+        return path / name
+    if path.suffix.lower() not in (".onnx", *ENGINE_SUFFIXES):
+        raise BadInputError(f"{path}: not a model file deployconv knows",
+                            fix="give a .onnx file, a TensorRT .plan/.engine, or an exported directory")
+    return path
+
+
+def _tensorrt_unavailable(path: Path) -> MissingEnvironmentError:
+    fix = "meanwhile run the ONNX model: `deployconv bench DIR|MODEL.onnx --runtime ort-cpu`"
+    if importlib.util.find_spec("tensorrt") is None:
+        return MissingEnvironmentError(f"TensorRT is not installed, so {path} cannot run here",
+                                       why="the TensorRT runner arrives with issue #5", fix=fix)
+    return MissingEnvironmentError(f"cannot run {path}: the TensorRT runner arrives with issue #5", fix=fix)
+
+
+def load_runner(artifact: str | os.PathLike[str], *, runtime: str = "ort-cpu", threads: int | None = None) -> Runner:
+    """A runner (not yet active) for an artifact: `.onnx` or DIR/model.onnx -> OrtRunner (`ort-cpu`, or
+    `ort-cuda` where onnxruntime-gpu is present); `.plan`/`.engine` or `--runtime trt` -> MissingEnvironmentError
+    until the TensorRT runner (issue #5)."""
+    path = resolve_artifact(artifact, runtime)
+    if runtime == "trt" or path.suffix.lower() in ENGINE_SUFFIXES:
+        raise _tensorrt_unavailable(path)
+    providers = RUNTIMES[runtime]
+    resolve_providers(providers)  # fail early (exit 3) when ort-cuda is asked for and absent
+    return OrtRunner(path, threads=threads, providers=providers)

@@ -1,0 +1,100 @@
+"""The torch-free edge (ARCHITECTURE.md): on a device with numpy and a runtime but no PyTorch, deployconv
+imports and `deployconv bench` runs. Proven in a subprocess where any import of torch raises ImportError (a
+meta-path finder installed by a sitecustomize.py put first on PYTHONPATH)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.runtime import save, tiny_classifier
+
+REPO = Path(__file__).resolve().parents[1]
+
+BLOCKER = textwrap.dedent('''
+    import sys
+
+    class _BlockTorch:
+        """Any import of torch or torch.* fails, as on a device without PyTorch."""
+
+        def find_spec(self, name, path=None, target=None):
+            if name == "torch" or name.startswith("torch."):
+                raise ModuleNotFoundError(f"No module named {name!r} (blocked by the torch-free test)", name=name)
+            return None
+
+    sys.meta_path.insert(0, _BlockTorch())
+''')
+
+TORCH_FREE_MODULES = [
+    "deployconv",
+    "deployconv.errors",
+    "deployconv.atomic",
+    "deployconv.console",
+    "deployconv.doctor",
+    "deployconv.cli",
+    "deployconv.cli_bench",
+    "deployconv.runtime",
+    "deployconv.runtime.ort",
+    "deployconv.validate",
+    "deployconv.validate.metrics",
+    "deployconv.validate.latency",
+    "deployconv.validate.fingerprint",
+    "deployconv.plugins",
+    "deployconv.plugins.table",
+]
+
+
+@pytest.fixture(scope="module")
+def blocked_env(tmp_path_factory):
+    d = tmp_path_factory.mktemp("torch_blocked")
+    (d / "sitecustomize.py").write_text(BLOCKER)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONNOUSERSITE")}
+    env["PYTHONPATH"] = os.pathsep.join([str(d), str(REPO)])
+    env["COLUMNS"] = "200"
+    return env
+
+
+def run_blocked(env: dict[str, str], *args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_blocker_blocks_torch(blocked_env):
+    proc = run_blocked(blocked_env, "-c", "import torch")
+    assert proc.returncode != 0 and "blocked by the torch-free test" in proc.stderr
+
+
+def test_edge_modules_import_without_torch(blocked_env):
+    code = textwrap.dedent(f'''
+        import importlib, sys
+        for name in {TORCH_FREE_MODULES!r}:
+            importlib.import_module(name)
+        import deployconv.runtime as rt
+        assert rt.load_runner and rt.OrtRunner
+        leaked = sorted(m for m in sys.modules if m == "torch" or m.startswith("torch."))
+        assert not leaked, leaked
+        try:
+            rt.TorchRunner
+        except ImportError:
+            print("torch runner unavailable, as it should be")
+    ''')
+    proc = run_blocked(blocked_env, "-c", code)
+    assert proc.returncode == 0, proc.stderr
+    assert "torch runner unavailable" in proc.stdout
+
+
+def test_bench_runs_without_torch(blocked_env, tmp_path):
+    model = save(tiny_classifier(), tmp_path / "tiny.onnx")
+    proc = run_blocked(blocked_env, "-m", "deployconv", "bench", str(model), "--iters", "20", "--json",
+                       cwd=tmp_path)
+    assert "No such command 'bench'" not in proc.stderr, (
+        "bench is not registered in deployconv/cli.py: add, after the doctor command, "
+        "`from deployconv.cli_bench import bench_cmd; app.command(\"bench\")(bench_cmd)`")
+    assert proc.returncode == 0, proc.stderr
+    d = json.loads(proc.stdout)
+    assert len(d["samples_ms"]) == 20 and d["fingerprint"]["runtime"] == "onnxruntime"
