@@ -1,0 +1,120 @@
+"""Environment fingerprint for benchmark results: the conditions a reader needs to judge a number.
+
+Torch is optional (a Jetson may have TensorRT and numpy only): its fields are None when it cannot be imported.
+Call `fingerprint()` inside the process that measured, after it set its thread counts.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+_REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Env:
+    date_utc: str
+    python: str
+    platform: str
+    cpu_model: str
+    cpu_simd: list[str]  # the vector extensions oneDNN can use (avx2, avx512*, amx*)
+    cpu_logical: int | None  # os.cpu_count(): what the machine reports
+    cpu_usable: int | None  # CPUs this process may run on (affinity / cgroup cpuset)
+    mem_total_gib: float | None
+    load_avg_1_5_15: list[float] | None  # high on a shared machine: timings then carry other people's work
+    torch: str | None = None
+    torch_threads: int | None = None
+    torch_interop_threads: int | None = None
+    torch_mkldnn: bool | None = None
+    cuda_device: str | None = None
+    thread_env: dict[str, str] = field(default_factory=dict)  # OMP_NUM_THREADS and friends, where set
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "Model", "Hardware")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cpu_simd() -> list[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = line.split(":", 1)[1].split()
+                return sorted(f for f in flags if f.startswith(("avx", "amx")) or f in ("fma", "sse4_2"))
+    except OSError:
+        pass
+    return []
+
+
+def _mem_total_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 2**20, 1)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _git() -> tuple[str | None, bool | None]:
+    def run(*args: str) -> str | None:
+        try:
+            r = subprocess.run(["git", "-C", str(_REPO), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return r.stdout.strip() if r.returncode == 0 else None
+
+    commit = run("rev-parse", "HEAD")
+    status = run("status", "--porcelain", "--untracked-files=no")
+    return commit, (bool(status) if status is not None else None)
+
+
+def fingerprint() -> dict:
+    """The environment as a JSON-ready dict (asdict of Env)."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    env = Env(
+        date_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        python=sys.version.split()[0],
+        platform=platform.platform(),
+        cpu_model=_cpu_model(),
+        cpu_simd=_cpu_simd(),
+        cpu_logical=os.cpu_count(),
+        cpu_usable=usable,
+        mem_total_gib=_mem_total_gib(),
+        load_avg_1_5_15=load,
+        thread_env={k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+                    if k in os.environ},
+    )
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is not None:
+        env.torch = torch.__version__
+        env.torch_threads = torch.get_num_threads()
+        env.torch_interop_threads = torch.get_num_interop_threads()
+        env.torch_mkldnn = bool(torch.backends.mkldnn.is_available())
+        if torch.cuda.is_available():
+            env.cuda_device = torch.cuda.get_device_name()
+    env.git_commit, env.git_dirty = _git()
+    return asdict(env)
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(fingerprint(), indent=2))
