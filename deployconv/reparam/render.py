@@ -16,7 +16,7 @@ def render_report(report: ReparamReport, *, saved_to: Path | None = None, load_r
     rows = []
     for kind, recs in groups.items():
         rels = [r.max_rel_diff for r in recs if r.max_rel_diff is not None]
-        paths = ", ".join(r.path for r in recs[:3]) + (f", ... (+{len(recs) - 3})" if len(recs) > 3 else "")
+        paths = recs[0].path + (f" (+{len(recs) - 1} more)" if len(recs) > 1 else "")
         rows.append([kind, len(recs), fmt_int(sum(r.params_before for r in recs)),
                      fmt_int(sum(r.params_after for r in recs)), fmt_sci(max(rels) if rels else None), paths])
     out.print(table(f"reparameterization of {report.model} (probe {'x'.join(map(str, report.probe_shape))})",

@@ -57,7 +57,7 @@ def test_size_names_and_info(model):
     # The stride sits on the 3x3 (v1.5).
     assert model.layer3[0].conv1.stride == (1, 1) and model.layer3[0].downsample[0].stride == (2, 2)
     info = get_model_spec("resnet50_dcn").info
-    assert info.optional_keys == ("*.conv2.conv_offset.*",) and info.interpolation == "bilinear"
+    assert info.optional_keys == ("*.conv2.conv_offset.*", "fc.*") and info.interpolation == "bilinear"
 
 
 def test_fresh_model_is_resnet50_with_half_mask():

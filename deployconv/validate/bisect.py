@@ -1,0 +1,105 @@
+"""First diverging layer: compare intermediate ONNX tensors with the PyTorch module outputs they came from.
+
+The dynamo exporter records each node's module path (`pkg.torch.onnx.name_scopes`). For every module path,
+the last node inside its scope produces the module's output; those tensors are exposed as extra graph outputs,
+run in ONNX Runtime, and compared (topological order) with forward-hook outputs of the same modules.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import onnx
+
+from deployconv.export.targets import Budget
+from deployconv.validate.metrics import compare
+from deployconv.validate.parity import budget_failures
+
+
+@dataclass
+class Divergence:
+    module: str
+    module_type: str
+    onnx_tensor: str
+    onnx_op: str
+    metrics: dict
+    failures: list[str]
+    layers_compared: int
+
+
+def module_outputs(proto: onnx.ModelProto) -> dict[str, tuple[str, str]]:
+    """module path -> (tensor name, op type) of the last node inside its scope, in topological order."""
+    last: dict[str, tuple[str, str]] = {}
+    for node in proto.graph.node:
+        meta = {p.key: p.value for p in node.metadata_props}
+        scopes = meta.get("pkg.torch.onnx.name_scopes")
+        if not scopes or not node.output:
+            continue
+        try:
+            parts = [p for p in ast.literal_eval(scopes)[:-1] if p]
+        except (ValueError, SyntaxError):
+            continue
+        for i in range(1, len(parts) + 1):
+            last[".".join(parts[:i])] = (node.output[0], node.op_type)
+    return last
+
+
+def first_divergence(model, proto: onnx.ModelProto, batch: np.ndarray, budget: Budget) -> Divergence | None:
+    """Module (in execution order) whose ONNX output first leaves the budget; None if none does."""
+    import onnxruntime as ort
+    import torch
+
+    candidates = module_outputs(proto)
+    modules = dict(model.named_modules())
+    captured: dict[str, np.ndarray] = {}
+    order: list[str] = []
+    hooks = []
+
+    def hook(path):
+        def fn(_m, _i, out):
+            if isinstance(out, torch.Tensor) and path not in captured:
+                captured[path] = out.detach().double().cpu().numpy()
+                order.append(path)
+        return fn
+
+    for path in candidates:
+        if path in modules:
+            hooks.append(modules[path].register_forward_hook(hook(path)))
+    try:
+        with torch.no_grad():
+            model(torch.from_numpy(batch))
+    finally:
+        for h in hooks:
+            h.remove()
+    wanted = [p for p in order if p in candidates]
+    if not wanted:
+        return None
+    probe = onnx.ModelProto()
+    probe.CopyFrom(proto)
+    inferred = onnx.shape_inference.infer_shapes(probe)
+    infos = {v.name: v for v in inferred.graph.value_info}
+    existing = {o.name for o in probe.graph.output}
+    for p in wanted:
+        name = candidates[p][0]
+        if name not in existing and name in infos:
+            probe.graph.output.append(infos[name])
+            existing.add(name)
+    from deployconv.plugins.onnx_schemas import register_plugin_schemas
+
+    register_plugin_schemas()
+    sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    values = dict(zip(names, sess.run(names, {sess.get_inputs()[0].name: batch}), strict=True))
+    compared = 0
+    for p in wanted:
+        tensor, op = candidates[p]
+        if tensor not in values or values[tensor].shape != captured[p].shape:
+            continue
+        compared += 1
+        metrics = asdict(compare(captured[p], values[tensor]))
+        fails = budget_failures(metrics, budget)
+        if fails:
+            return Divergence(p, type(modules[p]).__name__, tensor, op, metrics, fails, compared)
+    return None
