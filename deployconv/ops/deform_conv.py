@@ -14,7 +14,9 @@ x <= -1 or x >= W is therefore fully zero). ONNX `DeformConv` (opset 19) has the
 
 This file is the PyTorch reference (the ground truth every lowering and plugin is compared with): gather-based
 bilinear sampling into columns, then one grouped matmul. It runs on any device; sampling coordinates and
-accumulation are fp32 (fp64 for fp64 inputs), the result has the input's dtype.
+accumulation are fp32 (fp64 for fp64 inputs), the result has the input's dtype. It also holds the
+`deployconv::deform_conv2d` torch.library op that `ModulatedDeformConv2dPack` calls (so torch.export and the
+ONNX exporter see one node) and the op's ONNX lowerings (`ENTRY`): `standard` (ONNX DeformConv) and `plugin`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,10 @@ import torch
 from torch import Tensor, nn
 
 from deployconv.errors import BadInputError
+from deployconv.ops.registry import OpEntry, plugin_node
 from deployconv.reparam.fusion import bn_stats, fuse_conv_bn
+
+QUALNAME = "deployconv::deform_conv2d"
 
 _FIX = (
     "pass input (N, C, H, W), weight (O, C/groups, kh, kw), offset (N, 2*offset_groups*kh*kw, Ho, Wo), "
@@ -163,13 +168,78 @@ def deform_conv2d(
     return out.to(input.dtype)
 
 
+# --- torch.library op: what models call, so that torch.export / the ONNX exporter see ONE node ---------------
+# Arguments in ONNX DeformConv's order (X, W, offset, B, mask) with the attributes after them, so the `standard`
+# lowering and the plugin map them one to one. `group` / `offset_group` are implied by the shapes; they are
+# explicit (and checked) so that a lowering never has to read them off a shape.
+
+
+@torch.library.custom_op(QUALNAME, mutates_args=())
+def _deform_conv2d_op(
+    x: Tensor, weight: Tensor, offset: Tensor, bias: Tensor | None, mask: Tensor | None,
+    stride: list[int], padding: list[int], dilation: list[int], group: int, offset_group: int,
+) -> Tensor:
+    """`torch.ops.deployconv.deform_conv2d`: the reference `deform_conv2d`, bit for bit."""
+    _check_op_args(x, weight, offset, bias, mask, stride, padding, dilation, group, offset_group)
+    return deform_conv2d(x, offset, weight, bias, stride, padding, dilation, mask)
+
+
+def _check_op_args(
+    x: Tensor, weight: Tensor, offset: Tensor, bias: Tensor | None, mask: Tensor | None,
+    stride: list[int], padding: list[int], dilation: list[int], group: int, offset_group: int,
+) -> tuple[int, int]:
+    """Validate like the reference, plus group / offset_group against the shapes; return (Ho, Wo)."""
+    st, pd, dl = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
+    groups, og, ho, wo = _check(x, offset, weight, bias, mask, st, pd, dl)
+    if (groups, og) != (group, offset_group):
+        raise _bad(f"group={group}, offset_group={offset_group}",
+                   f"the shapes imply group={groups} (weight {tuple(weight.shape)}) and offset_group={og} "
+                   f"(offset {tuple(offset.shape)})")
+    return ho, wo
+
+
+@_deform_conv2d_op.register_fake
+def _deform_conv2d_fake(x, weight, offset, bias, mask, stride, padding, dilation, group, offset_group):
+    ho, wo = _check_op_args(x, weight, offset, bias, mask, stride, padding, dilation, group, offset_group)
+    return x.new_empty((x.shape[0], weight.shape[0], ho, wo))
+
+
+def _deform_conv2d_setup_context(ctx, inputs: tuple, output: Tensor) -> None:
+    x, weight, offset, bias, mask, *attrs = inputs
+    ctx.attrs = attrs
+    ctx.has = (bias is not None, mask is not None)
+    ctx.save_for_backward(x, weight, offset, *(t for t in (bias, mask) if t is not None))
+
+
+def _deform_conv2d_backward(ctx, grad: Tensor) -> tuple:
+    """Recompute the reference under autograd and differentiate it (first order; only the inputs are saved)."""
+    saved = list(ctx.saved_tensors)
+    x, weight, offset = saved[:3]
+    rest = iter(saved[3:])
+    bias = next(rest) if ctx.has[0] else None
+    mask = next(rest) if ctx.has[1] else None
+    stride, padding, dilation = ctx.attrs[:3]
+    need = ctx.needs_input_grad[:5]
+    with torch.enable_grad():
+        leaves = [None if t is None else t.detach().requires_grad_(n)
+                  for t, n in zip((x, weight, offset, bias, mask), need)]
+        wanted = [t for t, n in zip(leaves, need) if n]
+        out = deform_conv2d(leaves[0], leaves[2], leaves[1], leaves[3], stride, padding, dilation, leaves[4])
+        grads = iter(torch.autograd.grad(out, wanted, grad))
+    return (*(next(grads) if n else None for n in need), None, None, None, None, None)
+
+
+_deform_conv2d_op.register_autograd(_deform_conv2d_backward, setup_context=_deform_conv2d_setup_context)
+
+
 class ModulatedDeformConv2dPack(nn.Module):
     """DCNv2 that acts as a plain conv layer: it predicts its own offsets and mask (mmcv's name and layout).
 
     `conv_offset` (zero-initialised: the layer starts with zero offsets and mask 0.5) yields 3 * deform_groups * kh * kw
     channels, split into three equal chunks (o1, o2, m): offset = cat(o1, o2) read in the (dy, dx)-per-point
     layout, mask = sigmoid(m). Official detection checkpoints depend on exactly this split.
-    `deployconv_leaf` makes graph tracers treat it as one op.
+    Calls `torch.ops.deployconv.deform_conv2d`, so exporters see one node; `deployconv_leaf` makes graph
+    tracers treat it as one op.
     """
 
     deployconv_leaf = True
@@ -228,7 +298,9 @@ class ModulatedDeformConv2dPack(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         offset, mask = self.offset_mask(x)
-        return deform_conv2d(x, offset, self.weight, self.bias, self.stride, self.padding, self.dilation, mask)
+        return torch.ops.deployconv.deform_conv2d(x, self.weight, offset, self.bias, mask, list(self.stride),
+                                                  list(self.padding), list(self.dilation), self.groups,
+                                                  self.deform_groups)
 
     @torch.no_grad()
     def with_bn_folded(self, bn: nn.modules.batchnorm._BatchNorm) -> ModulatedDeformConv2dPack:
@@ -248,3 +320,43 @@ class ModulatedDeformConv2dPack(nn.Module):
         if self.deform_groups != 1:
             s += f", deform_groups={self.deform_groups}"
         return s + f", bias={self.bias is not None}"
+
+
+# --- ONNX lowerings (traced onnxscript: plain functions that add nodes to the exporter's graph) ---------------
+
+
+def lower_standard(x, weight, offset, bias, mask, stride, padding, dilation, group, offset_group):
+    """ONNX `DeformConv` (opset 19): same layout and sampling as torchvision; absent bias / mask stay omitted
+    inputs. ORT 1.31 CPU runs it; TensorRT's parser (10.1+) maps it onto its ModulatedDeformConv2d plugin."""
+    from onnxscript import opset19 as op
+
+    kernel = [int(d) for d in weight.shape[2:]] if all(isinstance(d, int) for d in weight.shape[2:]) else None
+    ph, pw = (int(p) for p in padding)
+    return op.DeformConv(x, weight, offset, bias, mask, dilations=[int(d) for d in dilation], group=int(group),
+                         kernel_shape=kernel, offset_group=int(offset_group), pads=[ph, pw, ph, pw],
+                         strides=[int(s) for s in stride])
+
+
+def lower_plugin(x, weight, offset, bias, mask, stride, padding, dilation, group, offset_group):
+    """One DeployconvDeformConv2d node (plugins/table.py). Optional inputs are omitted only at the end: a layer
+    with a mask but no bias (every DCN of resnet50_dcn) gets a zero bias constant, so the plugin tells bias and
+    mask apart by input count alone (3: neither, 4: bias, 5: both) and never has to handle an empty input."""
+    if bias is None and mask is not None:
+        import numpy as np
+        from onnx_ir import tensor
+        from onnxscript import opset18 as op
+
+        bias = op.Constant(value=tensor(np.zeros(int(weight.shape[0]), dtype=weight.dtype.numpy())))
+    ph, pw = (int(p) for p in padding)
+    attrs = {"strides": [int(s) for s in stride], "pads": [ph, pw, ph, pw],
+             "dilations": [int(d) for d in dilation], "group": int(group), "offset_group": int(offset_group)}
+    return plugin_node(QUALNAME, (x, weight, offset, bias, mask), attrs)
+
+
+ENTRY = OpEntry(
+    name="deform_conv2d",
+    qualname=QUALNAME,
+    lowerings={"standard": lower_standard, "plugin": lower_plugin},
+    # DeformConv exists from opset 19; the plugin node uses nothing from the ONNX domain.
+    min_opset={"standard": 19, "plugin": 1},
+)

@@ -8,7 +8,7 @@ module for a translation table given the lowering a Target chose per op.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import import_module
 
@@ -60,3 +60,30 @@ def translation_table(choice: dict[str, str], opset: int) -> dict:
                                 why=f"it needs ONNX opset >= {need}", fix=f"pass --opset {need} or higher")
         table[entry.torch_op] = entry.lowerings[lowering]
     return table
+
+
+_ATTR_TYPES = {"int": (int,), "ints": (list, tuple), "float": (float, int), "string": (str,)}
+
+
+def plugin_node(qualname: str, inputs: Sequence, attrs: dict):
+    """Emit ONE plugin node for the torch.library op `qualname`, from inside a traced translation function.
+
+    op_type, domain, plugin_version and plugin_namespace come from deployconv/plugins/table.py; `attrs` must be
+    exactly the table's attributes for that plugin (names and kinds), so a lowering cannot drift from the table
+    the C++ creators read. `inputs` in the table's order; trailing None inputs are omitted."""
+    import onnxscript
+
+    from deployconv.plugins.onnx_schemas import register_plugin_schemas
+    from deployconv.plugins.table import ONNX_DOMAIN, ONNX_DOMAIN_VERSION, plugin_for_op
+
+    spec = plugin_for_op(qualname)
+    if sorted(attrs) != sorted(spec.attr_names()):
+        raise RuntimeError(f"{spec.name}: lowering attributes {sorted(attrs)} != plugin table {spec.attr_names()}")
+    for a in spec.attrs:
+        if not isinstance(attrs[a.name], _ATTR_TYPES[a.kind]) or isinstance(attrs[a.name], bool):
+            raise RuntimeError(f"{spec.name}: attribute {a.name}={attrs[a.name]!r} is not of kind {a.kind}")
+    if len(inputs) != len(spec.inputs):
+        raise RuntimeError(f"{spec.name}: {len(inputs)} inputs given, the table has {spec.inputs}")
+    register_plugin_schemas()
+    plugin = onnxscript.values.Opset(ONNX_DOMAIN, ONNX_DOMAIN_VERSION)
+    return getattr(plugin, spec.name)(*inputs, **attrs, plugin_version=spec.version, plugin_namespace=spec.namespace)

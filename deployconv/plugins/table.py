@@ -79,7 +79,7 @@ PLUGINS: dict[str, PluginSpec] = {
             attrs=(
                 PluginAttr("kernel_shape", "ints"),
                 PluginAttr("strides", "ints"),
-                PluginAttr("pads", "ints"),
+                PluginAttr("pads", "ints", "ONNX order [pad_h, pad_w, pad_h, pad_w] (symmetric)"),
                 PluginAttr("dilations", "ints"),
                 PluginAttr("group", "int"),
                 PluginAttr("group_channels", "int"),
@@ -87,6 +87,7 @@ PLUGINS: dict[str, PluginSpec] = {
                 PluginAttr("remove_center", "int"),
             ),
             layouts=("NHWC",),
+            dtypes=("float", "float16", "bfloat16"),
             doc="DCNv4 core op (OpenGVLab semantics): NHWC value, packed offsets+unnormalised weights.",
         ),
     )
