@@ -21,6 +21,7 @@ _FAMILY_MODULES = {
     "unireplknet": "deployconv.models.unireplknet",
     "repvgg": "deployconv.models.repvgg",
     "resnet": "deployconv.models.resnet_dcn",
+    "dcnv4": "deployconv.models.dcnv4_net",
 }
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
