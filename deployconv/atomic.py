@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,7 +14,7 @@ from deployconv.errors import BadInputError
 
 def refuse_overwrite(path: Path, force: bool) -> None:
     """Raise unless `path` is free or the user said --force."""
-    if path.exists() and not force:
+    if Path(path).exists() and not force:
         raise BadInputError(
             f"{path} already exists",
             why="deployconv never overwrites an existing output without being asked",
@@ -34,6 +35,29 @@ def atomic_path(path: Path) -> Iterator[Path]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def atomic_dir(path: Path, force: bool) -> Iterator[Path]:
+    """Yield a fresh temporary directory next to `path`; it becomes `path` only if the block succeeds.
+
+    An existing `path` (allowed only with force) is swapped out and removed after the new one is in place."""
+    path = Path(path)
+    refuse_overwrite(path, force)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if path.exists():
+        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        os.replace(path, old)
+    os.replace(tmp, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_atomic(path: Path, writer: Callable[[Path], None]) -> None:

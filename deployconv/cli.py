@@ -147,6 +147,71 @@ def doctor_cmd(json_out: JsonOpt = False) -> None:
                     [[c.name, "yes" if c.found else "no", c.version or "-", c.detail] for c in comps]))
 
 
+TargetOpt = Annotated[str, typer.Option("--target", "-t", help="Deployment target (onnx, ort-cpu).")]
+
+
+@app.command("export")
+@_handle_errors
+def export_cmd(
+    model: ModelOpt,
+    target: TargetOpt = "onnx",
+    weights: WeightsOpt = None,
+    allow_missing: AllowMissingOpt = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Output directory (default: deployconv_out/<model>-<target>).")] = None,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Batch for validation and the short benchmark (the ONNX batch axis stays dynamic).")] = 1,
+    opset: Annotated[int | None, typer.Option("--opset", help="ONNX opset (default: the target's).")] = None,
+    simplifier: Annotated[str, typer.Option("--simplifier", help="onnxslim | onnxsim | none.")] = "onnxslim",
+    images: Annotated[Path | None, typer.Option("--images", help="Folder of images, fed through the model's preprocessing into the parity chain.")] = None,
+    no_bench: Annotated[bool, typer.Option("--no-bench", help="Skip the short latency benchmark.")] = False,
+    json_out: JsonOpt = False,
+    force: ForceOpt = False,
+) -> None:
+    """Export a model: create -> reparameterize -> ONNX -> simplify -> check -> parity chain -> short benchmark."""
+    from deployconv.console import err, print_json
+    from deployconv.errors import CheckFailedError
+    from deployconv.export.pipeline import ExportOptions, export
+    from deployconv.export.render import render_export
+
+    opts = ExportOptions(weights=weights, allow_missing=tuple(allow_missing or ()), batch=batch, opset=opset,
+                         simplifier=simplifier, images=images, bench=not no_bench)
+    with err.status("exporting") as status:
+        result = export(model, target, out_dir, options=opts, force=force,
+                        progress=lambda s: status.update(f"[bold]{model}[/] -> {target}: {s}"))
+    if json_out:
+        print_json({"out": str(result.out), "passed": result.passed, "report": result.report})
+    else:
+        render_export(result.report, result.out)
+    if not result.passed:
+        p = result.report["parity"]
+        raise CheckFailedError(f"parity failed at stage {p['broke_at']}",
+                               why="; ".join(next(s for s in p["stages"] if not s["passed"])["failures"]),
+                               fix="see report.json (first_divergence names the first layer out of budget)")
+
+
+@app.command("validate")
+@_handle_errors
+def validate_cmd(
+    directory: Annotated[Path, typer.Argument(help="A directory written by `deployconv export`.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Re-check an exported directory: file hashes, then ONNX Runtime against reference.npz (torch-free)."""
+    from deployconv.console import out, print_json
+    from deployconv.errors import CheckFailedError
+    from deployconv.validate.recheck import recheck_dir
+
+    result = recheck_dir(directory)
+    if json_out:
+        print_json(result)
+    else:
+        from deployconv.export.render import parity_table
+
+        out.print(parity_table(result["parity"]))
+        out.print(f"hashes: {'ok' if not result['hash_mismatches'] else result['hash_mismatches']}")
+    if result["hash_mismatches"] or not result["parity"]["passed"]:
+        raise CheckFailedError(f"{directory} failed validation",
+                               why="; ".join(result["hash_mismatches"]) or f"parity broke at {result['parity']['broke_at']}")
+
+
 from deployconv.cli_bench import bench_cmd  # noqa: E402
 
 app.command("bench")(bench_cmd)

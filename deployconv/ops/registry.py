@@ -41,10 +41,12 @@ def entries() -> dict[str, OpEntry]:
     return out
 
 
-def translation_table(choice: dict[str, str], opset: int) -> dict:
+def translation_table(choice: dict[str, str], opset: int, used: set[str] | None = None) -> dict:
     """{torch op overload: onnxscript function} for the chosen lowering of every op.
 
-    Raises BadInputError when a lowering is unknown or the opset is below the lowering's minimum."""
+    `used`: qualnames of the ops the model actually calls (from torch.export); only those are held to their
+    minimum opset, so a model without DeformConv can export at opset 18. Raises BadInputError when a lowering
+    is unknown or the opset is below a used op's minimum."""
     from deployconv.plugins.onnx_schemas import register_plugin_schemas
 
     register_plugin_schemas()
@@ -55,6 +57,8 @@ def translation_table(choice: dict[str, str], opset: int) -> dict:
             raise BadInputError(f"op {name} has no {lowering!r} lowering",
                                 fix=f"choose one of {', '.join(entry.lowerings)}")
         need = entry.min_opset[lowering]
+        if used is not None and entry.qualname not in used:
+            continue
         if opset < need:
             raise BadInputError(f"opset {opset} is too low for {name} ({lowering} lowering)",
                                 why=f"it needs ONNX opset >= {need}", fix=f"pass --opset {need} or higher")

@@ -103,3 +103,52 @@ def first_divergence(model, proto: onnx.ModelProto, batch: np.ndarray, budget: B
         if fails:
             return Divergence(p, type(modules[p]).__name__, tensor, op, metrics, fails, compared)
     return None
+
+
+def _run_with_outputs(proto: onnx.ModelProto, names: list[str], batch: np.ndarray) -> dict[str, np.ndarray]:
+    import onnxruntime as ort
+
+    from deployconv.plugins.onnx_schemas import register_plugin_schemas
+
+    register_plugin_schemas()
+    probe = onnx.ModelProto()
+    probe.CopyFrom(proto)
+    infos = {v.name: v for v in onnx.shape_inference.infer_shapes(probe).graph.value_info}
+    existing = {o.name for o in probe.graph.output}
+    for n in names:
+        if n not in existing and n in infos:
+            probe.graph.output.append(infos[n])
+    sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    outs = [o.name for o in sess.get_outputs()]
+    return dict(zip(outs, sess.run(outs, {sess.get_inputs()[0].name: batch}), strict=True))
+
+
+def first_divergence_between(raw: onnx.ModelProto, final: onnx.ModelProto, batch: np.ndarray,
+                             budget: Budget) -> Divergence | None:
+    """Where a rewritten graph (simplifier output) first leaves the budget against the raw export: tensors both
+    graphs share by name, in the raw graph's order; the module path comes from the raw graph's metadata
+    (simplifiers drop it)."""
+    producers = {o: n for n in raw.graph.node for o in n.output}
+    final_values = {o for n in final.graph.node for o in n.output}
+    shared = [o for n in raw.graph.node for o in n.output if o and o in final_values]
+    a, b = _run_with_outputs(raw, shared, batch), _run_with_outputs(final, shared, batch)
+    scope_of = {}
+    for node in raw.graph.node:
+        meta = {p.key: p.value for p in node.metadata_props}
+        try:
+            parts = [p for p in ast.literal_eval(meta.get("pkg.torch.onnx.name_scopes", "[]"))[:-1] if p]
+        except (ValueError, SyntaxError):
+            parts = []
+        for o in node.output:
+            scope_of[o] = ".".join(parts) or "<root>"
+    compared = 0
+    for name in shared:
+        if name not in a or name not in b or a[name].shape != b[name].shape:
+            continue
+        compared += 1
+        metrics = asdict(compare(a[name], b[name]))
+        fails = budget_failures(metrics, budget)
+        if fails:
+            return Divergence(scope_of.get(name, "?"), "(onnx)", name, producers[name].op_type, metrics, fails,
+                              compared)
+    return None

@@ -1,0 +1,57 @@
+"""Human rendering of an export report (rich): parity chain, graph, latency. The report is data first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deployconv.console import fmt_sci, out, table
+
+
+def parity_table(parity: dict[str, Any]) -> Any:
+    rows = []
+    for s in parity["stages"]:
+        vp, vr = s.get("vs_previous") or {}, s.get("vs_reference") or {}
+        rows.append([
+            s["stage"], s.get("compared_with") or "(reference)",
+            fmt_sci(vp.get("max_abs")) if vp else "-", fmt_sci(vp.get("p99_abs")) if vp else "-",
+            fmt_sci(vp.get("max_abs_rel_scale")) if vp else "-",
+            f"{vp['cosine']:.8f}" if vp else "-",
+            f"{vp['top1_agreement']:.3f}" if vp.get("top1_agreement") is not None else "-",
+            fmt_sci(vr.get("max_abs_rel_scale")) if vr else "-",
+            "[green]ok[/]" if s["passed"] else "[red]FAIL[/]: " + "; ".join(s["failures"]),
+        ])
+    b = parity["budget"]
+    title = (f"parity chain (budget: max abs/scale <= {b['max_abs_rel_scale']:.0e}, cosine >= {b['min_cosine']})")
+    return table(title, ["stage", "vs", "max abs", "p99 abs", "max abs/scale", "cosine", "top-1", "vs fp64 ref", ""],
+                 rows)
+
+
+def latency_table(latency: dict[str, Any]) -> Any:
+    rows = []
+    for label, run in latency["runs"].items():
+        st = run["stats"]
+        rows.append([label, f"{st['median_ms']:.2f}", f"{st['p90_ms']:.2f}", f"{st['p99_ms']:.2f}",
+                     f"{st['cv']:.3f}", f"{run.get('throughput') or st.get('throughput') or 0:.1f}"])
+    return table(f"latency, batch {latency['batch']}, {latency['threads']} threads, "
+                 f"{latency['seconds_per_runtime']} s each", ["runtime", "median ms", "p90 ms", "p99 ms", "CV", "img/s"],
+                 rows, justify_right=["median ms", "p90 ms", "p99 ms", "CV", "img/s"])
+
+
+def render_export(report: dict[str, Any], out_dir: Any) -> None:
+    out.print(parity_table(report["parity"]))
+    div = report["parity"].get("first_divergence")
+    if div:
+        out.print(f"[red]first diverging layer:[/] {div}")
+    g = report["graph"]["final"]
+    simp = report["simplify"]
+    out.print(f"graph: {g['nodes']} nodes after {simp['tool']} ({simp['nodes_before']} before, {simp['seconds']:.1f} s)"
+              + (f" [yellow]simplifier failed, graph kept as exported: {simp['error']}[/]" if simp.get("error") else "")
+              + f"; BatchNormalization {g['batchnorm']}, Identity {g['identity']}, dead {len(g['dead'])}, "
+              f"duplicates {len(g['duplicates'])}" + (f"; custom {g['custom_nodes']}" if g["custom_nodes"] else ""))
+    exp = report["export"]
+    out.print(f"exporter: {exp['exporter']} (opset {exp['opset']}, {exp['seconds']:.1f} s), lowering {exp['lowering']}")
+    if report.get("latency"):
+        out.print(latency_table(report["latency"]))
+    verdict = "[green]passed[/]" if report["parity"]["passed"] else f"[red]FAILED at {report['parity']['broke_at']}[/]"
+    out.print(f"parity {verdict}; wrote {out_dir}/model.onnx, manifest.json, report.json, reference.npz "
+              f"({sum(report['timings_s'].values()):.1f} s)")

@@ -1,0 +1,34 @@
+"""The short side-by-side benchmark that `export` runs: PyTorch eager train form vs deploy form vs ONNX
+Runtime, same batch, same threads, one after the other in one process (so the rows are comparable)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deployconv.runtime.base import TensorMeta
+from deployconv.runtime.ort import OrtRunner, available_cpus
+from deployconv.runtime.torch_runner import TorchRunner
+from deployconv.validate.latency import benchmark
+
+
+def compare_runtimes(train, deploy, proto, input_size, batch: int, seconds: float, threads: int | None) -> dict:
+    import torch
+
+    threads = threads or available_cpus()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    feed = {"input": np.random.default_rng(0).standard_normal((batch, *input_size), dtype=np.float32)}
+    meta = {"input": TensorMeta("float32", (None, *input_size))}
+    runners = {
+        "torch eager, train form": TorchRunner(train, ["input"], ["output"], input_metadata=meta),
+        "torch eager, deploy form": TorchRunner(deploy, ["input"], ["output"], input_metadata=meta),
+        "onnxruntime cpu": OrtRunner(proto.SerializeToString(), threads=threads),
+    }
+    rows = {}
+    try:
+        for label, runner in runners.items():
+            res = benchmark(runner, feed, warmup_s=min(0.5, seconds / 2), duration_s=seconds, batch=batch)
+            rows[label] = res.to_dict()
+    finally:
+        torch.set_num_threads(before)
+    return {"batch": batch, "threads": threads, "seconds_per_runtime": seconds, "runs": rows}
