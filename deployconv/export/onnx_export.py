@@ -77,7 +77,22 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, target: Target, o
     except Exception as e:
         raise _conversion_error(e, ep) from None
     info = ExportInfo("dynamo", opset, time.perf_counter() - t0, lowering)
-    return prog.model_proto, info
+    proto = prog.model_proto
+    if target.dynamic_batch:
+        name_batch_axis(proto)
+    return proto, info
+
+
+def name_batch_axis(proto: onnx.ModelProto, name: str = "batch") -> None:
+    """torch.export calls the free batch dim something like 's77'; give it a stable, readable name everywhere."""
+    first = proto.graph.input[0].type.tensor_type.shape.dim[0]
+    old = first.dim_param
+    if not old or old == name:
+        return
+    for v in [*proto.graph.input, *proto.graph.output, *proto.graph.value_info]:
+        for d in v.type.tensor_type.shape.dim:
+            if d.dim_param == old:
+                d.dim_param = name
 
 
 def _flat(out) -> list[torch.Tensor]:

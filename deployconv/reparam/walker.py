@@ -216,6 +216,13 @@ def reparameterize(
                 fix="pass a probe of the model's input shape (CLI: --input-shape N,C,H,W)",
             ) from None
         ref64 = _run64(work, (probe,), {})
+        bad = sum(int((~torch.isfinite(t)).sum()) for t in _tensors(ref32) + _tensors(ref64))
+        if bad:
+            raise CheckFailedError(
+                f"{name} produces NaN/Inf on the probe input before any rewrite ({bad} values)",
+                why="a fusion cannot be verified against a train form that is not finite",
+                fix="check the weights (a bad checkpoint?) and the input shape/scale",
+            )
         captured = _capture_inputs(work, probe)
     else:
         captured = {}

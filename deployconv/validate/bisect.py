@@ -41,8 +41,9 @@ def module_outputs(proto: onnx.ModelProto) -> dict[str, tuple[str, str]]:
             parts = [p for p in ast.literal_eval(scopes)[:-1] if p]
         except (ValueError, SyntaxError):
             continue
-        for i in range(1, len(parts) + 1):
-            last[".".join(parts[:i])] = (node.output[0], node.op_type)
+        # each scope entry is already a full module path ('blocks2', 'blocks2.3', 'blocks2.3.mixer', ...)
+        for path in parts:
+            last[path] = (node.output[0], node.op_type)
     return last
 
 
@@ -54,11 +55,13 @@ def first_divergence(model, proto: onnx.ModelProto, batch: np.ndarray, budget: B
     candidates = module_outputs(proto)
     modules = dict(model.named_modules())
     captured: dict[str, np.ndarray] = {}
+    calls: dict[str, int] = {}
     order: list[str] = []
     hooks = []
 
     def hook(path):
         def fn(_m, _i, out):
+            calls[path] = calls.get(path, 0) + 1
             if isinstance(out, torch.Tensor) and path not in captured:
                 captured[path] = out.detach().double().cpu().numpy()
                 order.append(path)
@@ -73,7 +76,8 @@ def first_divergence(model, proto: onnx.ModelProto, batch: np.ndarray, budget: B
     finally:
         for h in hooks:
             h.remove()
-    wanted = [p for p in order if p in candidates]
+    # a module called more than once (a shared activation) has no single ONNX counterpart: skip it
+    wanted = [p for p in order if p in candidates and calls[p] == 1]
     if not wanted:
         return None
     probe = onnx.ModelProto()
@@ -140,7 +144,7 @@ def first_divergence_between(raw: onnx.ModelProto, final: onnx.ModelProto, batch
         except (ValueError, SyntaxError):
             parts = []
         for o in node.output:
-            scope_of[o] = ".".join(parts) or "<root>"
+            scope_of[o] = parts[-1] if parts else "<root>"
     compared = 0
     for name in shared:
         if name not in a or name not in b or a[name].shape != b[name].shape:
