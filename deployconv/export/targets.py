@@ -28,7 +28,7 @@ class Target:
     precision: str  # "fp32" | "fp16" | "int8" | "bf16"
     lowering: str  # default lowering for every custom op: "standard" | "plugin"
     lowering_overrides: dict[str, str] = field(default_factory=dict)
-    opset: int = 19
+    opset: int = 20  # 20: native Gelu (UniRepLKNet), DeformConv needs >= 19
     dynamic_batch: bool = True
     benchmark_runtime: str | None = "ort-cpu"
     budget: Budget = Budget(1e-4, 0.99999)
