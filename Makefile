@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 setup: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/deployconv reparam --model lsnet_t --force
+	$(VENV)/bin/deployconv export --model lsnet_t --target onnx --force
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check deployconv tests benchmarks tools

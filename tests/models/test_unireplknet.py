@@ -27,15 +27,6 @@ PARAMS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is fastest, and immune to oversubscription when other test
-    processes share the 2 cores (2 threads were 10x slower under load here)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def n_params(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())

@@ -26,15 +26,6 @@ TOL = 1e-10
 PROPERTY = settings(max_examples=30, deadline=None)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is fastest, and immune to oversubscription when other test
-    processes share the 2 cores (2 threads were 10x slower under load here)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @torch.no_grad()
 def randomize_all_(model: nn.Module, seed: int) -> nn.Module:
