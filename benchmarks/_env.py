@@ -1,6 +1,7 @@
 """Environment fingerprint for benchmark results: the conditions a reader needs to judge a number.
 
-Torch is optional (a Jetson may have TensorRT and numpy only): its fields are None when it cannot be imported.
+Host fields come from deployconv.validate.fingerprint (the one the bench/gate path uses); this adds what a
+PyTorch benchmark needs beyond it. Torch is optional (a Jetson may have TensorRT and numpy only): its fields are None when it cannot be imported.
 Call `fingerprint()` inside the process that measured, after it set its thread counts.
 """
 
@@ -13,6 +14,8 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from deployconv.validate.fingerprint import affinity_count, cpu_model
 
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -36,16 +39,6 @@ class Env:
     thread_env: dict[str, str] = field(default_factory=dict)  # OMP_NUM_THREADS and friends, where set
     git_commit: str | None = None
     git_dirty: bool | None = None
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("model name", "Model", "Hardware")):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _cpu_simd() -> list[str]:
@@ -84,13 +77,13 @@ def _git() -> tuple[str | None, bool | None]:
 
 def fingerprint() -> dict:
     """The environment as a JSON-ready dict (asdict of Env)."""
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    usable = affinity_count()
     load = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
     env = Env(
         date_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         python=sys.version.split()[0],
         platform=platform.platform(),
-        cpu_model=_cpu_model(),
+        cpu_model=cpu_model(),
         cpu_simd=_cpu_simd(),
         cpu_logical=os.cpu_count(),
         cpu_usable=usable,
