@@ -192,21 +192,23 @@ def export_cmd(
 @_handle_errors
 def validate_cmd(
     directory: Annotated[Path, typer.Argument(help="A directory written by `deployconv export`.")],
+    torch_free: Annotated[bool, typer.Option("--torch-free", help="Only ONNX Runtime against reference.npz, even where PyTorch is installed.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Re-check an exported directory: file hashes, then ONNX Runtime against reference.npz (torch-free)."""
+    """Re-check an exported directory: file hashes, then the parity chain (the whole chain where PyTorch and the
+    model source are available, else ONNX Runtime against reference.npz)."""
     from deployconv.console import out, print_json
     from deployconv.errors import CheckFailedError
     from deployconv.validate.recheck import recheck_dir
 
-    result = recheck_dir(directory)
+    result = recheck_dir(directory, torch_free=torch_free)
     if json_out:
         print_json(result)
     else:
         from deployconv.export.render import parity_table
 
         out.print(parity_table(result["parity"]))
-        out.print(f"hashes: {'ok' if not result['hash_mismatches'] else result['hash_mismatches']}")
+        out.print(f"hashes: {'ok' if not result['hash_mismatches'] else result['hash_mismatches']}; {result['mode']}")
     if result["hash_mismatches"] or not result["parity"]["passed"]:
         raise CheckFailedError(f"{directory} failed validation",
                                why="; ".join(result["hash_mismatches"]) or f"parity broke at {result['parity']['broke_at']}")

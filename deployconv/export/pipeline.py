@@ -22,7 +22,7 @@ import torch
 from deployconv import __version__
 from deployconv.atomic import atomic_dir, refuse_overwrite
 from deployconv.export.graph_checks import check_graph
-from deployconv.export.manifest import io_signature, write_manifest
+from deployconv.export.manifest import io_signature, sha256_file, write_manifest
 from deployconv.export.onnx_export import export_onnx, set_metadata
 from deployconv.export.simplify import simplify
 from deployconv.export.targets import Target, get_target
@@ -68,6 +68,25 @@ def _torch_stage(module: torch.nn.Module, dtype: torch.dtype) -> Callable[[np.nd
     return run
 
 
+def create_seeded(name: str, weights: Path | None, allow_missing: tuple[str, ...], seed: int) -> torch.nn.Module:
+    """create_model with a seeded initialisation (global RNG state untouched): an export without weights is
+    reproducible, so `deployconv validate` can rebuild the same model."""
+    from deployconv.models import create_model
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return create_model(name, weights, allow_missing=allow_missing)
+
+
+def torch_stages(train: torch.nn.Module, deploy: torch.nn.Module) -> list:
+    """The PyTorch half of the parity chain: fp64 reference, fp32 train form, fp32 deploy form."""
+    return [
+        ("train-fp64", _torch_stage(copy.deepcopy(train).double(), torch.float64)),
+        ("train-fp32", _torch_stage(train, torch.float32)),
+        ("deploy-fp32", _torch_stage(deploy, torch.float32)),
+    ]
+
+
 def _ort_stage(proto: onnx.ModelProto, threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
     import onnxruntime as ort
 
@@ -105,7 +124,6 @@ def export(model: str | torch.nn.Module, target: str | Target, out: Path | None 
            options: ExportOptions | None = None, force: bool = False,
            progress: Callable[[str], None] | None = None) -> ExportResult:
     """Run the whole pipeline for `model` (zoo name, user source or nn.Module) and `target`."""
-    from deployconv.models import create_model
     from deployconv.reparam import reparameterize
     from deployconv.validate.parity import run_chain
 
@@ -126,7 +144,7 @@ def export(model: str | torch.nn.Module, target: str | Target, out: Path | None 
         t = now
 
     step("create")
-    train = create_model(model, opts.weights, allow_missing=opts.allow_missing) if isinstance(model, str) else model.eval()
+    train = create_seeded(model, opts.weights, opts.allow_missing, opts.seed) if isinstance(model, str) else model.eval()
     lap("create")
     step("reparameterize")
     deploy = reparameterize(train)
@@ -150,9 +168,7 @@ def export(model: str | torch.nn.Module, target: str | Target, out: Path | None 
     step("validate")
     batches, inputs_desc = make_inputs(train, opts)
     stages = [
-        ("train-fp64", _torch_stage(copy.deepcopy(train).double(), torch.float64)),
-        ("train-fp32", _torch_stage(train, torch.float32)),
-        ("deploy-fp32", _torch_stage(deploy, torch.float32)),
+        *torch_stages(train, deploy),
         ("onnx-raw (ort-cpu)", _ort_stage(raw, opts.threads)),
         (f"onnx-{opts.simplifier} (ort-cpu)" if opts.simplifier != "none" else "onnx (ort-cpu)",
          _ort_stage(simplified, opts.threads)),
@@ -197,7 +213,11 @@ def export(model: str | torch.nn.Module, target: str | Target, out: Path | None 
         write_manifest(tmp, {
             "format": "deployconv.export/1",
             "model": name,
-            "weights": str(opts.weights) if opts.weights else None,
+            "weights": str(Path(opts.weights).resolve()) if opts.weights else None,
+            "weights_sha256": sha256_file(Path(opts.weights)) if opts.weights else None,
+            "allow_missing": list(opts.allow_missing),
+            "reproducible": isinstance(model, str),
+            "init_seed": opts.seed,
             "target": tgt.name,
             "runtime": tgt.runtime,
             "precision": tgt.precision,

@@ -15,7 +15,32 @@ from deployconv.export.manifest import read_manifest, verify_hashes
 from deployconv.export.targets import get_target
 
 
-def recheck_dir(directory: Path) -> dict[str, Any]:
+def _torch_chain(manifest: dict[str, Any]) -> tuple[list | None, str]:
+    """The PyTorch stages rebuilt from the manifest, or None with the reason they cannot be."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return None, "torch not installed: checked ONNX against the recorded reference only"
+    if not manifest.get("reproducible"):
+        return None, "exported from an in-memory module: checked ONNX against the recorded reference only"
+    weights = manifest.get("weights")
+    if weights:
+        from deployconv.export.manifest import sha256_file
+
+        if not Path(weights).is_file():
+            return None, f"weights {weights} not found here: checked ONNX against the recorded reference only"
+        if sha256_file(Path(weights)) != manifest.get("weights_sha256"):
+            raise BadInputError(f"weights {weights} differ from the ones exported (sha256)",
+                                fix="pass the directory exported from these weights, or re-export")
+    from deployconv.export.pipeline import create_seeded, torch_stages
+    from deployconv.reparam import reparameterize
+
+    train = create_seeded(manifest["model"], weights, tuple(manifest.get("allow_missing", ())),
+                          int(manifest.get("init_seed", 0)))
+    return torch_stages(train, reparameterize(train)), "full chain re-run from the model source"
+
+
+def recheck_dir(directory: Path, *, torch_free: bool = False) -> dict[str, Any]:
     from deployconv.runtime.ort import OrtRunner
     from deployconv.validate.parity import run_chain
 
@@ -38,7 +63,14 @@ def recheck_dir(directory: Path) -> dict[str, Any]:
 
     expected = ref["expected"].astype(np.float64)
     inputs = ref["input"]
-    stages = [("reference (train-fp32, recorded)", lambda _b: expected), ("onnx (ort-cpu)", onnx_stage)]
+    chain, mode = (None, "--torch-free: checked ONNX against the recorded reference only") if torch_free \
+        else _torch_chain(manifest)
+    recorded = ("reference (train-fp32, recorded)", lambda _b: expected)
+    if chain:  # fp64 -> fp32 train -> recorded reference (must equal a fresh fp32 run) -> deploy -> ONNX
+        fp64, fp32, deploy = chain
+        stages = [fp64, fp32, recorded, deploy, ("onnx (ort-cpu)", onnx_stage)]
+    else:
+        stages = [recorded, ("onnx (ort-cpu)", onnx_stage)]
     parity, _ = run_chain(stages, [inputs], target.budget, {"reference.npz": {"samples": int(inputs.shape[0])}})
     runner.deactivate()
-    return {"directory": str(directory), "hash_mismatches": mismatches, "parity": parity.to_dict()}
+    return {"directory": str(directory), "mode": mode, "hash_mismatches": mismatches, "parity": parity.to_dict()}
