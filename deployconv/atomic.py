@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -10,6 +11,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from deployconv.errors import BadInputError
+
+
+def safe_name(text: str) -> str:
+    """A model name or source (`path/file.py:fn`) as a file-name part."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
 
 def refuse_overwrite(path: Path, force: bool) -> None:

@@ -108,13 +108,13 @@ def reparam_cmd(
     """Reparameterize a model into deploy form, verify it, print the fusion report and save it."""
     import torch
 
-    from deployconv.atomic import refuse_overwrite
+    from deployconv.atomic import refuse_overwrite, safe_name
     from deployconv.models import create_model
     from deployconv.reparam import reparameterize
     from deployconv.reparam.artifact import save_deploy
     from deployconv.reparam.render import render_report
 
-    target = out_file or Path("deployconv_out") / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', model)}-deploy.pt"
+    target = out_file or Path("deployconv_out") / f"{safe_name(model)}-deploy.pt"
     refuse_overwrite(target, force)
     m = create_model(model, weights, allow_missing=tuple(allow_missing or ()))
     shape = _parse_shape(input_shape)

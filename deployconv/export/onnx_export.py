@@ -19,6 +19,7 @@ import torch
 from deployconv.errors import BadInputError
 from deployconv.export.targets import Target
 from deployconv.ops.registry import entries, translation_table
+from deployconv.reparam.walker import output_tensors
 
 INPUT_NAME = "input"
 
@@ -60,7 +61,7 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, target: Target, o
     dynamic = ({0: torch.export.Dim("batch", min=1, max=4096)},) if target.dynamic_batch else None
     t0 = time.perf_counter()
     with torch.no_grad():
-        n_out = len(_flat(model(example)))
+        n_out = len(output_tensors(model(example)))
     try:
         ep = torch.export.export(model, (example,), dynamic_shapes=dynamic, strict=False)
     except Exception as e:  # data-dependent control flow etc.: TorchScript exporter as the last resort
@@ -93,16 +94,6 @@ def name_batch_axis(proto: onnx.ModelProto, name: str = "batch") -> None:
         for d in v.type.tensor_type.shape.dim:
             if d.dim_param == old:
                 d.dim_param = name
-
-
-def _flat(out) -> list[torch.Tensor]:
-    if isinstance(out, torch.Tensor):
-        return [out]
-    if isinstance(out, (list, tuple)):
-        return [t for o in out for t in _flat(o)]
-    if isinstance(out, dict):
-        return [t for o in out.values() for t in _flat(o)]
-    return []
 
 
 def _conversion_error(e: Exception, ep: torch.export.ExportedProgram) -> BadInputError:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -20,7 +19,7 @@ import onnx
 import torch
 
 from deployconv import __version__
-from deployconv.atomic import atomic_dir, refuse_overwrite
+from deployconv.atomic import atomic_dir, refuse_overwrite, safe_name
 from deployconv.export.graph_checks import check_graph
 from deployconv.export.manifest import io_signature, sha256_file, write_manifest
 from deployconv.export.onnx_export import export_onnx, set_metadata
@@ -55,7 +54,7 @@ class ExportResult:
 
 
 def default_out(model: str, target: str) -> Path:
-    return Path("deployconv_out") / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', model)}-{target}"
+    return Path("deployconv_out") / f"{safe_name(model)}-{target}"
 
 
 def _torch_stage(module: torch.nn.Module, dtype: torch.dtype) -> Callable[[np.ndarray], np.ndarray]:
@@ -88,16 +87,13 @@ def torch_stages(train: torch.nn.Module, deploy: torch.nn.Module) -> list:
 
 
 def _ort_stage(proto: onnx.ModelProto, threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
-    import onnxruntime as ort
+    from deployconv.runtime.ort import OrtRunner
 
-    so = ort.SessionOptions()
-    if threads:
-        so.intra_op_num_threads = threads
-    sess = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
+    runner = OrtRunner(proto.SerializeToString(), threads=threads).activate()
+    name = next(iter(runner.input_metadata()))
 
     def run(batch: np.ndarray) -> np.ndarray:
-        return np.asarray(sess.run(None, {name: batch.astype(np.float32)})[0], dtype=np.float64)
+        return np.asarray(next(iter(runner.infer({name: batch.astype(np.float32)}).values())), dtype=np.float64)
 
     return run
 

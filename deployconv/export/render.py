@@ -31,7 +31,7 @@ def latency_table(latency: dict[str, Any]) -> Any:
     for label, run in latency["runs"].items():
         st = run["stats"]
         rows.append([label, f"{st['median_ms']:.2f}", f"{st['p90_ms']:.2f}", f"{st['p99_ms']:.2f}",
-                     f"{st['cv']:.3f}", f"{run.get('throughput') or st.get('throughput') or 0:.1f}"])
+                     f"{st['cv']:.3f}", f"{st['throughput']:.1f}"])
     return table(f"latency, batch {latency['batch']}, {latency['threads']} threads, "
                  f"{latency['seconds_per_runtime']} s each", ["runtime", "median ms", "p90 ms", "p99 ms", "CV", "img/s"],
                  rows, justify_right=["median ms", "p90 ms", "p99 ms", "CV", "img/s"])

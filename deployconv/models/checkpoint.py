@@ -9,7 +9,6 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -129,6 +128,3 @@ def load_checkpoint(
             hook()
     return LoadReport(str(path), wrapper, prefix, len(sd), allowed)
 
-
-def state_dict_summary(sd: dict[str, Any]) -> dict[str, int]:
-    return {"tensors": len(sd), "elements": sum(int(v.numel()) for v in sd.values())}

@@ -11,18 +11,14 @@ import torch
 from deployconv.models.registry import get_model_spec, list_models
 
 
-def _count(m: torch.nn.Module) -> int:
-    return sum(p.numel() for p in m.parameters())
-
-
 def zoo_row(name: str) -> dict:
-    from deployconv.reparam.walker import reparameterize
+    from deployconv.reparam.walker import count_params, reparameterize
 
     spec = get_model_spec(name)
     with torch.device("meta"):
         model = spec.builder().eval()
-    train = _count(model)
-    deploy = _count(reparameterize(model, inplace=True, verify=False))
+    train = count_params(model)
+    deploy = count_params(reparameterize(model, inplace=True, verify=False))
     return {"name": name, "family": spec.family, "params_train": train, "params_deploy": deploy,
             "input_size": list(spec.info.input_size), "fixed_hw": spec.info.fixed_hw}
 

@@ -37,13 +37,14 @@ def count_params(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 
 
-def _tensors(out: Any) -> list[torch.Tensor]:
+def output_tensors(out: Any) -> list[torch.Tensor]:
+    """Every tensor in a model output (tensor, tuple/list or dict, nested), in order."""
     if isinstance(out, torch.Tensor):
         return [out]
     if isinstance(out, dict):
-        return [t for v in out.values() for t in _tensors(v)]
+        return [t for v in out.values() for t in output_tensors(v)]
     if isinstance(out, (list, tuple)):
-        return [t for v in out for t in _tensors(v)]
+        return [t for v in out for t in output_tensors(v)]
     return []
 
 
@@ -59,7 +60,7 @@ def _to64(x: Any) -> Any:
 
 def diff(a: Any, b: Any) -> tuple[float, float]:
     """(max abs, max abs relative to the reference's max magnitude) over all output tensors."""
-    ta, tb = _tensors(a), _tensors(b)
+    ta, tb = output_tensors(a), output_tensors(b)
     if len(ta) != len(tb) or any(x.shape != y.shape for x, y in zip(ta, tb)):
         return float("inf"), float("inf")
     mabs, scale = 0.0, 0.0
@@ -216,7 +217,7 @@ def reparameterize(
                 fix="pass a probe of the model's input shape (CLI: --input-shape N,C,H,W)",
             ) from None
         ref64 = _run64(work, (probe,), {})
-        bad = sum(int((~torch.isfinite(t)).sum()) for t in _tensors(ref32) + _tensors(ref64))
+        bad = sum(int((~torch.isfinite(t)).sum()) for t in output_tensors(ref32) + output_tensors(ref64))
         if bad:
             raise CheckFailedError(
                 f"{name} produces NaN/Inf on the probe input before any rewrite ({bad} values)",

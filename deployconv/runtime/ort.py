@@ -40,14 +40,11 @@ def available_cpus() -> int:
 
 
 def sha256_of(path_or_bytes: str | os.PathLike[str] | bytes) -> str:
-    h = hashlib.sha256()
     if isinstance(path_or_bytes, bytes | bytearray | memoryview):
-        h.update(path_or_bytes)
-    else:
-        with open(path_or_bytes, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
+        return hashlib.sha256(path_or_bytes).hexdigest()
+    from deployconv.export.manifest import sha256_file
+
+    return sha256_file(Path(path_or_bytes))
 
 
 def external_data_sha256(path: str | os.PathLike[str]) -> str | None:

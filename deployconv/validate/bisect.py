@@ -29,27 +29,31 @@ class Divergence:
     layers_compared: int
 
 
+def scope_paths(node: onnx.NodeProto) -> list[str]:
+    """The module paths enclosing an exported node, outermost first; each entry is already a full path
+    ('blocks2', 'blocks2.3', 'blocks2.3.mixer', ...). Empty when the node carries no scope metadata."""
+    scopes = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), None)
+    if not scopes:
+        return []
+    try:
+        return [p for p in ast.literal_eval(scopes)[:-1] if p]  # the last entry is the op itself
+    except (ValueError, SyntaxError):
+        return []
+
+
 def module_outputs(proto: onnx.ModelProto) -> dict[str, tuple[str, str]]:
     """module path -> (tensor name, op type) of the last node inside its scope, in topological order."""
     last: dict[str, tuple[str, str]] = {}
     for node in proto.graph.node:
-        meta = {p.key: p.value for p in node.metadata_props}
-        scopes = meta.get("pkg.torch.onnx.name_scopes")
-        if not scopes or not node.output:
+        if not node.output:
             continue
-        try:
-            parts = [p for p in ast.literal_eval(scopes)[:-1] if p]
-        except (ValueError, SyntaxError):
-            continue
-        # each scope entry is already a full module path ('blocks2', 'blocks2.3', 'blocks2.3.mixer', ...)
-        for path in parts:
+        for path in scope_paths(node):
             last[path] = (node.output[0], node.op_type)
     return last
 
 
 def first_divergence(model, proto: onnx.ModelProto, batch: np.ndarray, budget: Budget) -> Divergence | None:
     """Module (in execution order) whose ONNX output first leaves the budget; None if none does."""
-    import onnxruntime as ort
     import torch
 
     candidates = module_outputs(proto)
@@ -80,22 +84,7 @@ def first_divergence(model, proto: onnx.ModelProto, batch: np.ndarray, budget: B
     wanted = [p for p in order if p in candidates and calls[p] == 1]
     if not wanted:
         return None
-    probe = onnx.ModelProto()
-    probe.CopyFrom(proto)
-    inferred = onnx.shape_inference.infer_shapes(probe)
-    infos = {v.name: v for v in inferred.graph.value_info}
-    existing = {o.name for o in probe.graph.output}
-    for p in wanted:
-        name = candidates[p][0]
-        if name not in existing and name in infos:
-            probe.graph.output.append(infos[name])
-            existing.add(name)
-    from deployconv.plugins.onnx_schemas import register_plugin_schemas
-
-    register_plugin_schemas()
-    sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
-    names = [o.name for o in sess.get_outputs()]
-    values = dict(zip(names, sess.run(names, {sess.get_inputs()[0].name: batch}), strict=True))
+    values = _run_with_outputs(proto, [candidates[p][0] for p in wanted], batch)
     compared = 0
     for p in wanted:
         tensor, op = candidates[p]
@@ -122,6 +111,7 @@ def _run_with_outputs(proto: onnx.ModelProto, names: list[str], batch: np.ndarra
     for n in names:
         if n not in existing and n in infos:
             probe.graph.output.append(infos[n])
+            existing.add(n)
     sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
     outs = [o.name for o in sess.get_outputs()]
     return dict(zip(outs, sess.run(outs, {sess.get_inputs()[0].name: batch}), strict=True))
@@ -138,11 +128,7 @@ def first_divergence_between(raw: onnx.ModelProto, final: onnx.ModelProto, batch
     a, b = _run_with_outputs(raw, shared, batch), _run_with_outputs(final, shared, batch)
     scope_of = {}
     for node in raw.graph.node:
-        meta = {p.key: p.value for p in node.metadata_props}
-        try:
-            parts = [p for p in ast.literal_eval(meta.get("pkg.torch.onnx.name_scopes", "[]"))[:-1] if p]
-        except (ValueError, SyntaxError):
-            parts = []
+        parts = scope_paths(node)
         for o in node.output:
             scope_of[o] = parts[-1] if parts else "<root>"
     compared = 0
