@@ -9,7 +9,7 @@ STAMP := $(VENV)/.deployconv-installed
 $(STAMP): pyproject.toml constraints-cpu.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints-cpu.txt -e '.[dev]'
+	$(PY) -m pip install -q -c constraints-cpu.txt -e '.[export,dev]'
 	touch $@
 
 setup: $(STAMP)
