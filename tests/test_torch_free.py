@@ -98,3 +98,71 @@ def test_bench_runs_without_torch(blocked_env, tmp_path):
     assert proc.returncode == 0, proc.stderr
     d = json.loads(proc.stdout)
     assert len(d["samples_ms"]) == 20 and d["fingerprint"]["runtime"] == "onnxruntime"
+
+
+# --- engine/ and the TensorRT runner: no torch AND no TensorRT (nor cuda-python) at import ---
+
+TRT_BLOCKER = BLOCKER.replace('name == "torch" or name.startswith("torch.")', 'name.split(".")[0] in ("torch", "tensorrt", "cuda")')
+
+ENGINE_MODULES = [
+    "deployconv.engine",
+    "deployconv.engine.spec",
+    "deployconv.engine.onnx_facts",
+    "deployconv.engine.profiles",
+    "deployconv.engine.precision",
+    "deployconv.engine.plan",
+    "deployconv.engine.trtexec",
+    "deployconv.engine.builder",
+    "deployconv.runtime.trt",
+    "deployconv.runtime.cuda_io",
+    "deployconv.runtime.ort_cuda",
+]
+
+
+@pytest.fixture(scope="module")
+def trt_blocked_env(tmp_path_factory):
+    d = tmp_path_factory.mktemp("torch_trt_blocked")
+    (d / "sitecustomize.py").write_text(TRT_BLOCKER)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONNOUSERSITE")}
+    env["PYTHONPATH"] = os.pathsep.join([str(d), str(REPO)])
+    return env
+
+
+def test_trt_blocker_blocks_all_three(trt_blocked_env):
+    assert TRT_BLOCKER != BLOCKER
+    for name in ("torch", "tensorrt", "cuda.bindings"):
+        proc = run_blocked(trt_blocked_env, "-c", f"import {name}")
+        assert proc.returncode != 0 and "blocked by the torch-free test" in proc.stderr, name
+
+
+def test_engine_and_trt_runner_work_without_torch_and_tensorrt(trt_blocked_env, tmp_path):
+    """Import, plan, and fail cleanly (exit 3, with the trtexec line) on a machine with neither."""
+    model = save(tiny_classifier(), tmp_path / "model.onnx")
+    (tmp_path / "engine.plan").write_bytes(b"\0" * 8)
+    code = textwrap.dedent(f'''
+        import importlib, sys
+        for name in {ENGINE_MODULES!r}:
+            importlib.import_module(name)
+        from deployconv.engine import build_engine, engine_spec_for, make_plan, read_onnx_facts, trtexec_command
+        from deployconv.errors import MissingEnvironmentError
+        from deployconv.runtime.trt import TrtRunner
+        facts = read_onnx_facts({str(model)!r})
+        plan = make_plan(engine_spec_for("onnx", precision="fp16"), "10.3", facts)
+        print(trtexec_command(plan, "model.onnx"))
+        try:
+            build_engine({str(model)!r}, engine_spec_for("onnx", precision="fp16"), {str(tmp_path / "out")!r})
+        except MissingEnvironmentError as e:
+            print("BUILD", e.exit_code, e.details[0])
+        try:
+            TrtRunner({str(tmp_path / "engine.plan")!r}).activate()
+        except MissingEnvironmentError as e:
+            print("RUN", e.exit_code)
+        leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "tensorrt", "cuda"))
+        assert not leaked, leaked
+    ''')
+    proc = run_blocked(trt_blocked_env, "-c", code)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("trtexec --onnx=model.onnx") and "--fp16" in lines[0]
+    assert lines[1].startswith("BUILD 3 TensorRT 10.x: trtexec --onnx=")
+    assert lines[2] == "RUN 3"

@@ -6,7 +6,6 @@ is resolved lazily on first attribute access, and onnxruntime is imported only w
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from importlib import import_module
 from pathlib import Path
@@ -16,7 +15,7 @@ from deployconv.errors import BadInputError, MissingEnvironmentError
 from deployconv.runtime.base import Runner, TensorMeta, is_dynamic, random_feed
 from deployconv.runtime.ort import CPU, CUDA, OrtRunner, available_cpus, resolve_providers, sha256_of
 
-# runtime name (the CLI's --runtime) -> ONNX Runtime providers; "trt" is TensorRT (issue #5).
+# runtime name (the CLI's --runtime) -> ONNX Runtime providers; "trt" is TensorRT.
 RUNTIMES: dict[str, list[str] | None] = {"ort-cpu": [CPU], "ort-cuda": [CUDA, CPU], "trt": None}
 ENGINE_SUFFIXES = (".plan", ".engine")
 
@@ -42,6 +41,8 @@ def resolve_artifact(artifact: str | os.PathLike[str], runtime: str = "ort-cpu")
                             fix="give an exported directory (with model.onnx) or a .onnx file")
     if path.is_dir():
         name = "engine.plan" if runtime == "trt" and (path / "engine.plan").is_file() else "model.onnx"
+        if runtime != "trt" and (path / "ort" / "model.onnx").is_file():
+            name = "ort/model.onnx"  # the artifact has plugin nodes: ONNX Runtime runs the twin
         if not (path / name).is_file():
             found = sorted(p.name for p in path.iterdir() if p.suffix in (".onnx", *ENGINE_SUFFIXES))
             raise BadInputError(f"{path} has no {name}",
@@ -54,21 +55,25 @@ def resolve_artifact(artifact: str | os.PathLike[str], runtime: str = "ort-cpu")
     return path
 
 
-def _tensorrt_unavailable(path: Path) -> MissingEnvironmentError:
-    fix = "meanwhile run the ONNX model: `deployconv bench DIR|MODEL.onnx --runtime ort-cpu`"
-    if importlib.util.find_spec("tensorrt") is None:
-        return MissingEnvironmentError(f"TensorRT is not installed, so {path} cannot run here",
-                                       why="the TensorRT runner arrives with issue #5", fix=fix)
-    return MissingEnvironmentError(f"cannot run {path}: the TensorRT runner arrives with issue #5", fix=fix)
-
-
-def load_runner(artifact: str | os.PathLike[str], *, runtime: str = "ort-cpu", threads: int | None = None) -> Runner:
+def load_runner(artifact: str | os.PathLike[str], *, runtime: str = "ort-cpu", threads: int | None = None,
+                plugins: list[str] | None = None) -> Runner:
     """A runner (not yet active) for an artifact: `.onnx` or DIR/model.onnx -> OrtRunner (`ort-cpu`, or
-    `ort-cuda` where onnxruntime-gpu is present); `.plan`/`.engine` or `--runtime trt` -> MissingEnvironmentError
-    until the TensorRT runner (issue #5)."""
+    `ort-cuda` where onnxruntime-gpu is present); `.plan`/`.engine` or `--runtime trt` -> TrtRunner (TensorRT and
+    CUDA needed; MissingEnvironmentError, exit 3, without them)."""
     path = resolve_artifact(artifact, runtime)
     if runtime == "trt" or path.suffix.lower() in ENGINE_SUFFIXES:
-        raise _tensorrt_unavailable(path)
+        import importlib.util
+
+        if importlib.util.find_spec("tensorrt") is None:
+            raise MissingEnvironmentError(f"TensorRT is not installed, so {path} cannot run here",
+                                          fix="install TensorRT (JetPack ships it; on x86 `pip install tensorrt`), "
+                                              "or run the ONNX model: `deployconv bench DIR|MODEL.onnx --runtime ort-cpu`")
+        if path.suffix.lower() not in ENGINE_SUFFIXES:
+            raise BadInputError(f"{path} is an ONNX model, not a TensorRT engine",
+                                fix=f"build one first: `deployconv build-engine {path} --target TARGET`")
+        from deployconv.runtime.trt import TrtRunner
+
+        return TrtRunner(path, plugins=plugins)
     providers = RUNTIMES[runtime]
     resolve_providers(providers)  # fail early (exit 3) when ort-cuda is asked for and absent
     return OrtRunner(path, threads=threads, providers=providers)

@@ -107,7 +107,7 @@ def test_missing_runtimes_exit_3(model, tmp_path):
     plan = tmp_path / "engine.plan"
     plan.write_bytes(b"\0")
     res = bench(plan, *FAST)
-    assert res.exit_code == 3 and "issue #5" in res.output
+    assert res.exit_code == 3 and "TensorRT is not installed" in res.output
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         res = bench(model, *FAST, "--runtime", "ort-cuda")
         assert res.exit_code == 3 and "CUDAExecutionProvider" in res.output and "onnxruntime-gpu" in res.output

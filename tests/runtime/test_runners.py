@@ -153,10 +153,10 @@ def test_load_runner_routes(tmp_path, tiny):
 
 
 @pytest.mark.parametrize("name", ["engine.plan", "model.engine"])
-def test_engines_wait_for_tensorrt_runner(tmp_path, name):
+def test_engines_need_tensorrt(tmp_path, name):
     p = tmp_path / name
     p.write_bytes(b"\0" * 16)
-    with pytest.raises(MissingEnvironmentError, match="issue #5") as e:
+    with pytest.raises(MissingEnvironmentError, match="TensorRT is not installed") as e:
         load_runner(p)
     assert e.value.exit_code == EXIT_MISSING_ENV
 

@@ -1,0 +1,334 @@
+"""build_engine: ONNX -> TensorRT engine.plan by carrying out a BuildPlan with the TensorRT Python API.
+
+Thin on purpose: every decision is in the plan (plan.py, profiles.py, precision.py); this file loads plugin
+libraries, parses, sets the builder config from the plan, builds, and writes engine.plan (and the timing
+cache) atomically. TensorRT is imported inside functions, so the module imports anywhere; without TensorRT the
+error says how to build on the device, with the trtexec line for the same plan.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deployconv.atomic import refuse_overwrite, write_atomic
+from deployconv.engine.onnx_facts import OnnxFacts, read_onnx_facts
+from deployconv.engine.plan import MEMORY_POOL_TYPES, BuildPlan, make_plan
+from deployconv.engine.spec import EngineSpec, engine_spec_for
+from deployconv.engine.trtexec import trtexec_command
+from deployconv.errors import BadInputError, CheckFailedError, MissingEnvironmentError
+
+ENGINE_FILE = "engine.plan"
+# The TensorRT versions the "no TensorRT here" message writes trtexec lines for (unless the target's range
+# says otherwise: see explain_versions).
+EXPLAIN_FOR = ("10.16", "11.0")
+PLUGIN_PLACEHOLDER = "/path/to/libdeployconv_plugins.so"
+
+
+@dataclass(frozen=True)
+class ParserIssue:
+    """One ONNX parser error, as plain data."""
+
+    node: int  # node index in the graph, -1 when the error is not about a node
+    node_name: str
+    op_type: str
+    code: str
+    desc: str
+
+
+def parser_failure(onnx_path: str | os.PathLike[str], issues: Sequence[ParserIssue],
+                   plugin_ops: Sequence[str] = (), plugin_libraries: Sequence[str] = ()) -> CheckFailedError:
+    """The error for a failed ONNX parse: the failing nodes, and a fix that names the likely cause."""
+    details = [f"node {i.node} {i.node_name!r} ({i.op_type}): {i.code}: {i.desc}" if i.node >= 0
+               else f"{i.code}: {i.desc}" for i in issues] or ["(the parser reported no details)"]
+    failing_ops = {i.op_type for i in issues}
+    failing_plugins = sorted(failing_ops & set(plugin_ops))
+    if failing_plugins:
+        loaded = ", ".join(plugin_libraries) or "none"
+        fix = (f"the plugin node(s) {', '.join(failing_plugins)} did not import: check the plugin library registers "
+               f"them with the same name/version/namespace (loaded: {loaded}); rebuild it against this TensorRT")
+    else:
+        fix = ("export with a target whose lowering TensorRT supports (the `standard` lowering, opset <= 20), "
+               "or inspect the graph with `polygraphy inspect capability MODEL.onnx`")
+    return CheckFailedError(f"TensorRT's ONNX parser rejected {onnx_path} ({len(issues)} error(s))", details=details,
+                            why="TensorRT builds only graphs whose every node it can import", fix=fix)
+
+
+def import_tensorrt() -> Any:
+    """The tensorrt module, or MissingEnvironmentError (without the per-model trtexec line)."""
+    try:
+        import tensorrt
+    except ImportError as e:
+        raise MissingEnvironmentError("TensorRT is not installed", why=str(e),
+                                      fix="pip install 'tensorrt>=10' (x86/SBSA); on Jetson it comes with JetPack "
+                                          "(system python3)") from None
+    return tensorrt
+
+
+def resolve_plugin_libraries(plugins: Sequence[str | os.PathLike[str]] | None, facts: OnnxFacts) -> tuple[str, ...]:
+    """The plugin libraries to load: the ones given (each must exist), else deployconv's own library when the
+    graph has plugin nodes (deployconv.plugins.library.plugin_library(), imported lazily), else none."""
+    if plugins is not None:
+        paths = tuple(str(Path(p)) for p in plugins)
+        missing = [p for p in paths if not Path(p).is_file()]
+        if missing:
+            raise BadInputError(f"plugin library not found: {', '.join(missing)}",
+                                fix="give the path of the built .so (plugins_cpp/ build output)")
+        return paths
+    if not facts.plugin_nodes:
+        return ()
+    try:
+        from deployconv.plugins.library import plugin_library  # type: ignore[import-not-found]
+    except ImportError:
+        return ()  # make_plan says the library is missing, with the fix
+    path = plugin_library()
+    return (str(path),) if path else ()
+
+
+def _device_libraries(plugins: Sequence[str | os.PathLike[str]] | None, facts: OnnxFacts) -> tuple[str, ...]:
+    """Plugin library paths for a build on another machine: the given ones, else the placeholder when the graph
+    needs one (the library is built on the device, against its TensorRT: a local path would not fit there)."""
+    if plugins is not None:
+        return tuple(str(p) for p in plugins)
+    return (PLUGIN_PLACEHOLDER,) if facts.plugin_nodes else ()
+
+
+def explain_versions(spec: EngineSpec) -> tuple[str, ...]:
+    """The TensorRT versions to write trtexec lines for: 10.x and 11.x, or the target's own range."""
+    lo = spec.min_trt and int(spec.min_trt.split(".")[0])
+    hi = spec.max_trt and int(spec.max_trt.split(".")[0])
+    if hi and hi < 10:
+        return (str(spec.max_trt),)
+    if lo and lo > 11:
+        return (str(spec.min_trt),)
+    first = str(spec.max_trt) if hi == 10 else EXPLAIN_FOR[0]
+    return (first,) if hi == 10 else (first, EXPLAIN_FOR[1])
+
+
+def _explain_missing_tensorrt(spec: EngineSpec, facts: OnnxFacts, onnx_path: Path, engine_path: Path,
+                              plugins: Sequence[str | os.PathLike[str]] | None, why: str) -> MissingEnvironmentError:
+    """MissingEnvironmentError whose fix holds the trtexec line(s) for this exact build. Bad input found on the
+    way (an int8 target without Q/DQ, ...) is raised as such: it would fail on the device too."""
+    libs = _device_libraries(plugins, facts)
+    lines = []
+    versions = explain_versions(spec)
+    for version in versions:
+        label = f"TensorRT {version}" if spec.max_trt and version == spec.max_trt else f"TensorRT {version.split('.')[0]}.x"
+        try:
+            plan = make_plan(spec, version, facts, libs)
+        except BadInputError as e:
+            if version == versions[0]:
+                raise
+            lines.append(f"{label}: cannot build this target: {e.what}")
+            continue
+        except MissingEnvironmentError as e:
+            lines.append(f"{label}: {e.what}")
+            continue
+        lines.append(f"{label}: {trtexec_command(plan, onnx_path, libs, engine_path)}")
+    return MissingEnvironmentError(
+        f"TensorRT is not installed here, so {onnx_path} cannot be built into an engine on this machine",
+        details=lines,
+        why=f"{why}; engines are bound to the TensorRT version and GPU that build them, so build on the target "
+            "device (the ONNX is the portable artifact)",
+        fix="on the device, run the same deployconv call where TensorRT is installed, or trtexec with the line "
+            "above for its TensorRT major" + (f" ({PLUGIN_PLACEHOLDER} = the plugin library built on the device)"
+                                              if PLUGIN_PLACEHOLDER in libs else ""))
+
+
+_LOGGERS: dict[int, Any] = {}
+
+
+def capturing_logger(trt: Any) -> Any:
+    """One TensorRT logger per tensorrt module (TensorRT wants the same logger for every builder/runtime),
+    keeping warnings and errors so failures can be shown to the user."""
+    key = id(trt)
+    if key not in _LOGGERS:
+        class CapturingLogger(trt.ILogger):
+            def __init__(self) -> None:
+                trt.ILogger.__init__(self)
+                self.messages: list[tuple[str, str]] = []
+
+            def log(self, severity: Any, msg: str) -> None:
+                if int(severity) <= int(trt.ILogger.Severity.WARNING):
+                    self.messages.append((getattr(severity, "name", str(severity)), msg))
+
+            def take(self) -> list[tuple[str, str]]:
+                out, self.messages = self.messages, []
+                return out
+
+        _LOGGERS[key] = CapturingLogger()
+    return _LOGGERS[key]
+
+
+def load_plugin_libraries(trt: Any, libraries: Sequence[str]) -> None:
+    registry = trt.get_plugin_registry()
+    for lib in libraries:
+        if registry.load_library(str(lib)) is None:
+            raise MissingEnvironmentError(f"TensorRT could not load the plugin library {lib}",
+                                          why="a missing dependency (libnvinfer / libcudart version) or a library "
+                                              "built for another TensorRT",
+                                          fix=f"check `ldd {lib}`; rebuild the plugins on this device")
+
+
+def _parse(trt: Any, network: Any, logger: Any, onnx_path: Path, plan: BuildPlan) -> Any:
+    parser = trt.OnnxParser(network, logger)
+    if parser.parse_from_file(str(onnx_path)):
+        return parser
+    issues = []
+    for k in range(parser.num_errors):
+        err = parser.get_error(k)
+        code = err.code()
+        issues.append(ParserIssue(int(err.node()), str(err.node_name() or ""), str(err.node_operator() or ""),
+                                  getattr(code, "name", str(code)), str(err.desc())))
+    raise parser_failure(onnx_path, issues, tuple(plan.plugin_nodes), plan.plugin_libraries)
+
+
+def _configure(trt: Any, builder: Any, config: Any, plan: BuildPlan) -> None:
+    for flag in plan.builder_flags:
+        config.set_flag(getattr(trt.BuilderFlag, flag))
+    for pool, mib in plan.memory_pools_mib.items():
+        config.set_memory_pool_limit(getattr(trt.MemoryPoolType, MEMORY_POOL_TYPES[pool]), int(mib) << 20)
+    if plan.optimization_level is not None:
+        config.builder_optimization_level = plan.optimization_level
+    if plan.device == "dla":
+        cores = int(builder.num_DLA_cores)
+        if plan.dla_core is None or plan.dla_core >= cores:
+            raise MissingEnvironmentError(f"DLA core {plan.dla_core} is not available: this device has {cores} DLA core(s)",
+                                          fix="use a DLA core below that number, or build for the GPU (Thor has no DLA)")
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = plan.dla_core
+    if plan.hardware_compatibility != "none":
+        config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel, plan.hardware_level)
+    if plan.plugins_to_serialize:
+        config.plugins_to_serialize = list(plan.plugins_to_serialize)
+    if plan.profile.needed:
+        profile = builder.create_optimization_profile()
+        for r in plan.profile.dynamic_inputs():
+            profile.set_shape(r.name, r.min, r.opt, r.max)
+        config.add_optimization_profile(profile)
+
+
+def _timing_cache(config: Any, path: Path | None) -> str | None:
+    """Load the timing cache at `path` into the config (a fresh one when absent or made elsewhere); a note
+    when an existing cache could not be used."""
+    if path is None:
+        return None
+    data = path.read_bytes() if path.is_file() else b""
+    cache = config.create_timing_cache(data)
+    if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+        return None
+    config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
+    return f"timing cache {path} was made by another TensorRT/GPU (or is damaged): started a new one"
+
+
+def device_notes(spec: EngineSpec, device: Any) -> list[str]:
+    """What to tell the user about the build GPU against the target's device (engines only run where built)."""
+    if device is None:
+        return ["the GPU could not be identified (no torch/cuda-python): the manifest has no gpu/sm for this engine"]
+    if spec.device_sm and device.sm_number not in spec.device_sm:
+        wanted = ", ".join(f"sm_{s}" for s in spec.device_sm)
+        return [f"target {spec.target!r} is for {wanted}; this engine was built on {device.name} "
+                f"(sm_{device.sm_number}) and runs only on that kind of GPU"]
+    return []
+
+
+def engine_entries(plan: BuildPlan, engine_path: Path, onnx_path: Path, *, device: Any = None,
+                   build_seconds: float | None = None, timing_cache: Path | None = None,
+                   messages: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+    """The manifest's "engine" entry for a built plan: what was built, with what, on what, and how."""
+    from deployconv.export.manifest import sha256_file
+
+    log = [f"{sev}: {msg}" for sev, msg in messages]
+    return {"engine": {
+        "file": engine_path.name,
+        "sha256": sha256_file(engine_path),
+        "bytes": engine_path.stat().st_size,
+        "onnx": onnx_path.name,
+        "onnx_sha256": sha256_file(onnx_path),
+        "tensorrt": plan.trt_version,
+        "gpu": None if device is None else device.name,
+        "sm": None if device is None else device.sm,
+        "plugins": [{"path": p, "sha256": sha256_file(Path(p))} for p in plan.plugin_libraries],
+        "timing_cache": None if timing_cache is None or not timing_cache.is_file()
+        else {"path": str(timing_cache), "sha256": sha256_file(timing_cache)},
+        "build_seconds": None if build_seconds is None else round(build_seconds, 3),
+        "messages": log[:20],  # deployconv's notes, then TensorRT's warnings
+        "messages_total": len(log),
+        "plan": plan.to_dict(),
+        "trtexec": trtexec_command(plan, onnx_path.name, engine=engine_path.name),
+    }}
+
+
+def plan_build(onnx_path: str | os.PathLike[str], target: Any, trt_version: str,
+               plugins: Sequence[str | os.PathLike[str]] | None = None) -> BuildPlan:
+    """The BuildPlan `build_engine` would carry out on TensorRT `trt_version`, without TensorRT: for showing the
+    plan or printing its trtexec line for another device. Plugin nodes without `plugins` get the placeholder
+    library path (the library is built on the device)."""
+    spec = target if isinstance(target, EngineSpec) else engine_spec_for(target)
+    facts = read_onnx_facts(onnx_path)
+    return make_plan(spec, trt_version, facts, _device_libraries(plugins, facts))
+
+
+def build_engine(onnx_path: str | os.PathLike[str], target: Any, out_dir: str | os.PathLike[str], *,
+                 plugins: Sequence[str | os.PathLike[str]] | None = None, trt_module: Any = None,
+                 force: bool = False) -> dict[str, Any]:
+    """Build OUT/engine.plan from `onnx_path` for `target` (a Target, its dict, a name, or an EngineSpec) and
+    return the manifest entries ({"engine": {...}}). `plugins`: plugin library paths (default: deployconv's own
+    library when the graph has plugin nodes). `trt_module`: a tensorrt module to use instead of importing one.
+    Raises BadInputError (exit 2), MissingEnvironmentError (exit 3, with the trtexec line when TensorRT is
+    absent), CheckFailedError (exit 1: the parser or the builder failed)."""
+    onnx_path, out_dir = Path(onnx_path), Path(out_dir)
+    spec = target if isinstance(target, EngineSpec) else engine_spec_for(target)
+    facts = read_onnx_facts(onnx_path)
+    engine_path = out_dir / ENGINE_FILE
+    refuse_overwrite(engine_path, force)
+    trt = trt_module
+    if trt is None:
+        try:
+            import tensorrt as trt
+        except ImportError as e:
+            raise _explain_missing_tensorrt(spec, facts, onnx_path, engine_path, plugins, str(e)) from None
+    libs = resolve_plugin_libraries(plugins, facts)
+    plan = make_plan(spec, trt.__version__, facts, libs)
+
+    from deployconv.runtime.cuda_io import device_facts
+
+    device = device_facts()
+    if plan.hardware_compatibility == "ampere+" and device is not None and device.sm_major < 8:
+        raise MissingEnvironmentError(f"hardware compatibility ampere+ needs an Ampere or newer GPU to build; "
+                                      f"{device.name} is sm_{device.sm_number}", fix="build on an Ampere+ GPU, or use 'none'")
+    notes = [("NOTE", n) for n in device_notes(spec, device)]
+    logger = capturing_logger(trt)
+    logger.take()
+    load_plugin_libraries(trt, plan.plugin_libraries)
+    t0 = time.perf_counter()
+    builder = trt.Builder(logger)
+    flags = 0
+    for name in plan.network_flags:
+        flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
+    network = builder.create_network(flags)
+    parser = _parse(trt, network, logger, onnx_path, plan)
+    config = builder.create_builder_config()
+    _configure(trt, builder, config, plan)
+    cache_path = Path(plan.timing_cache) if plan.timing_cache else None
+    cache_note = _timing_cache(config, cache_path)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        errors = [f"{sev}: {msg}" for sev, msg in logger.take() if sev in ("ERROR", "INTERNAL_ERROR")]
+        raise CheckFailedError(f"TensorRT could not build an engine from {onnx_path}", details=errors[-20:],
+                               why=f"plan: {plan.precision.precision}, {plan.device}, profile {plan.profile.to_dict()}",
+                               fix="read the errors above; a smaller max batch or a larger workspace "
+                                   "(memory_pools_mib={'workspace': MiB}) often helps")
+    build_seconds = time.perf_counter() - t0
+    write_atomic(engine_path, lambda tmp: tmp.write_bytes(memoryview(serialized)))
+    if cache_path is not None:
+        data = config.get_timing_cache().serialize()
+        write_atomic(cache_path, lambda tmp: tmp.write_bytes(memoryview(data)))
+    del parser
+    messages = notes + logger.take() + ([("NOTE", cache_note)] if cache_note else [])
+    return engine_entries(plan, engine_path, onnx_path, device=device, build_seconds=build_seconds,
+                          timing_cache=cache_path, messages=messages)

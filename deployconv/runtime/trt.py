@@ -1,0 +1,376 @@
+"""TensorRT runner: deserialize an engine.plan, run it with numpy in and out, and time H2D, GPU compute and
+D2H separately with CUDA events (what trtexec reports as latency = H2D + GPU compute + D2H).
+
+Torch-free and TensorRT-free at import: tensorrt is imported in `activate()`, device memory comes from
+`runtime.cuda_io` (torch CUDA tensors when torch has CUDA, else cuda-python). The pure parts (dtype mapping,
+profile checks, deserialization diagnosis, split statistics) are plain functions, tested on any machine.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deployconv.errors import BadInputError, CheckFailedError, MissingEnvironmentError
+from deployconv.runtime.base import Runner, TensorMeta
+from deployconv.validate.latency import BenchResult, LatencyStats, benchmark, summarize
+
+# TensorRT DataType member name -> numpy dtype name; types without a numpy dtype (BF16, FP8, INT4, FP4) are absent.
+TRT_TO_NUMPY = {"FLOAT": "float32", "HALF": "float16", "INT8": "int8", "INT32": "int32", "INT64": "int64",
+                "BOOL": "bool", "UINT8": "uint8"}
+GPU_TIMER = ("CUDA events on the runner's stream around the H2D copies, the enqueue (execute_async_v3 or the "
+             "CUDA graph launch) and the D2H copies")
+
+
+def numpy_dtype(trt_dtype: Any) -> np.dtype | None:
+    """numpy dtype of a TensorRT DataType (or its member name), None where numpy has none (bf16, fp8...)."""
+    name = trt_dtype if isinstance(trt_dtype, str) else getattr(trt_dtype, "name", str(trt_dtype).split(".")[-1])
+    return np.dtype(TRT_TO_NUMPY[name]) if name in TRT_TO_NUMPY else None
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    is_input: bool
+    trt_dtype: str  # TensorRT DataType member name
+    shape: tuple[int, ...]  # -1 for dynamic dims
+    profile: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None = None  # inputs: (min, opt, max)
+
+    @property
+    def dtype(self) -> np.dtype | None:
+        return numpy_dtype(self.trt_dtype)
+
+
+def check_io_types(tensors: Sequence[TensorInfo], engine: str) -> None:
+    """BadInputError when an input/output has no numpy dtype (numpy in and out is the Runner interface)."""
+    bad = [f"{t.name}: {t.trt_dtype}" for t in tensors if t.dtype is None]
+    if bad:
+        raise BadInputError(f"{engine} has I/O tensors numpy cannot hold: {', '.join(bad)}",
+                            why="the runner takes and gives numpy arrays; numpy has no bf16/fp8/int4",
+                            fix="export with fp32 (or fp16) inputs and outputs; keep reduced precision inside the graph")
+
+
+def profile_violation(name: str, shape: Sequence[int], profile: tuple[Sequence[int], Sequence[int], Sequence[int]]
+                      ) -> str | None:
+    """Why `shape` is outside the optimization profile `(min, opt, max)` of input `name`, or None if inside."""
+    lo, _, hi = profile
+    if len(shape) != len(lo):
+        return f"input {name!r} has rank {len(shape)}, the engine expects rank {len(lo)}"
+    out = [f"dim {i} is {s}, allowed {a}..{b}" for i, (s, a, b) in enumerate(zip(shape, lo, hi)) if not a <= s <= b]
+    if not out:
+        return None
+    return f"input {name!r} has shape {tuple(shape)}: {'; '.join(out)} (engine profile min {tuple(lo)}, max {tuple(hi)})"
+
+
+def deserialize_failure(path: str | os.PathLike[str], messages: Sequence[str], plugins: Sequence[str],
+                        trust_host_code: bool) -> BadInputError | MissingEnvironmentError:
+    """The error for an engine TensorRT would not load, classified from TensorRT's own log lines."""
+    log = " ".join(messages).lower()
+    details = list(messages[-10:])
+    if "plugin" in log:
+        return MissingEnvironmentError(
+            f"TensorRT could not load {path}: a plugin it uses is not registered", details=details,
+            why=f"plugin libraries loaded: {', '.join(plugins) or 'none'}",
+            fix="pass the plugin library the engine was built with (plugins=[...]), built for this TensorRT")
+    if ("host code" in log or "lean runtime" in log) and not trust_host_code:
+        return BadInputError(
+            f"TensorRT could not load {path}: it is a version-compatible plan with embedded host code", details=details,
+            why="loading such a plan runs code from the file; TensorRT refuses unless allowed",
+            fix="for a plan you trust, load it with trust_host_code=True")
+    if "version" in log or "incompatible" in log or "device" in log:
+        return BadInputError(
+            f"TensorRT could not load {path}: it was built by another TensorRT version or for another GPU",
+            details=details, why="engines are bound to the TensorRT version and GPU that built them",
+            fix="rebuild the engine on this device from the ONNX (the portable artifact)")
+    return BadInputError(f"TensorRT could not load {path}", details=details,
+                         fix="check the file is a TensorRT engine (compare its sha256 with the manifest) and "
+                             "rebuild it on this device")
+
+
+@dataclass(frozen=True)
+class TransferSplit:
+    """One inference's GPU timeline in milliseconds (CUDA events)."""
+
+    h2d_ms: float
+    compute_ms: float
+    d2h_ms: float
+
+    @property
+    def total_ms(self) -> float:
+        return self.h2d_ms + self.compute_ms + self.d2h_ms
+
+
+@dataclass(frozen=True)
+class SplitStats:
+    h2d: LatencyStats
+    compute: LatencyStats
+    d2h: LatencyStats
+    gpu_total: LatencyStats  # H2D + compute + D2H per inference: trtexec's "Latency"
+    timer: str = GPU_TIMER
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"h2d": self.h2d.to_dict(), "compute": self.compute.to_dict(), "d2h": self.d2h.to_dict(),
+                "gpu_total": self.gpu_total.to_dict(), "timer": self.timer}
+
+
+def split_stats(splits: Sequence[TransferSplit], batch: int | None = None) -> SplitStats:
+    """Summary statistics of each part of the split (see validate.latency.summarize)."""
+    if not splits:
+        raise ValueError("no timed inferences to summarize")
+    return SplitStats(h2d=summarize([s.h2d_ms for s in splits], batch), compute=summarize([s.compute_ms for s in splits], batch),
+                      d2h=summarize([s.d2h_ms for s in splits], batch), gpu_total=summarize([s.total_ms for s in splits], batch))
+
+
+@dataclass(frozen=True)
+class TrtBenchResult:
+    """A BenchResult (host wall time per inference, as for every runtime) plus the GPU-event split."""
+
+    bench: BenchResult
+    split: SplitStats
+
+    def to_dict(self) -> dict[str, Any]:
+        d = self.bench.to_dict()
+        samples = d.pop("samples_ms")  # keep the raw samples last
+        return {**d, "split": self.split.to_dict(), "samples_ms": samples}
+
+
+@dataclass
+class _Slot:
+    """Device and pinned host memory for one I/O tensor, grown on demand."""
+
+    info: TensorInfo
+    device: Any = None
+    host: Any = None
+    capacity: int = 0
+    shape: tuple[int, ...] = ()
+    nbytes: int = 0
+
+
+class TrtRunner(Runner):
+    """Runs a serialized TensorRT engine. `plugins`: plugin libraries to load first (the ones it was built
+    with). `cuda_graph`: capture the enqueue once per input shape and replay it. `trust_host_code`: allow
+    plans with embedded host code (version-compatible plans); only for plans you trust."""
+
+    runtime = "tensorrt"
+
+    def __init__(self, engine_path: str | os.PathLike[str], plugins: Sequence[str | os.PathLike[str]] | None = None,
+                 *, cuda_graph: bool = False, io_backend: str = "auto", device: int = 0,
+                 trust_host_code: bool = False, name: str | None = None):
+        self.engine_path = Path(engine_path)
+        super().__init__(name or f"tensorrt({self.engine_path.name})")
+        if not self.engine_path.is_file():
+            raise BadInputError(f"{self.engine_path}: no such engine file",
+                                fix="build one with deployconv's engine build (or trtexec --saveEngine)")
+        self.plugins = tuple(str(p) for p in (plugins or ()))
+        missing = [p for p in self.plugins if not Path(p).is_file()]
+        if missing:
+            raise BadInputError(f"plugin library not found: {', '.join(missing)}", fix="give the built .so's path")
+        from deployconv.runtime.ort import sha256_of
+
+        self.engine_sha256 = sha256_of(self.engine_path)
+        self.cuda_graph = cuda_graph
+        self.io_backend = io_backend
+        self.device = device
+        self.trust_host_code = trust_host_code
+        self.record_splits = False
+        self.splits: list[TransferSplit] = []
+        self.last_split: TransferSplit | None = None
+        self.graph_note: str | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.trt: Any = None
+        self.io: Any = None
+        self._runtime: Any = None
+        self._engine: Any = None
+        self._context: Any = None
+        self._slots: dict[str, _Slot] = {}
+        self._shapes: dict[str, tuple[int, ...]] | None = None
+        self._graph: Any = None
+        self._events: list[Any] = []
+
+    # --- activation ---
+    def activate_impl(self) -> None:
+        from deployconv.engine.builder import capturing_logger, import_tensorrt, load_plugin_libraries
+        from deployconv.runtime.cuda_io import open_cuda_io
+
+        trt = import_tensorrt()
+        logger = capturing_logger(trt)
+        logger.take()
+        load_plugin_libraries(trt, self.plugins)
+        self.io = open_cuda_io(self.io_backend, self.device)
+        try:
+            self.trt = trt
+            self._runtime = trt.Runtime(logger)
+            if self.trust_host_code:
+                self._runtime.engine_host_code_allowed = True
+            self._engine = self._runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
+            if self._engine is None:
+                raise deserialize_failure(self.engine_path, [m for _, m in logger.take()], self.plugins,
+                                          self.trust_host_code)
+            self._context = self._engine.create_execution_context()
+            tensors = self._describe_io()
+            check_io_types(tensors, str(self.engine_path))
+            self._slots = {t.name: _Slot(t) for t in tensors}
+            self._events = [self.io.new_event() for _ in range(4)]
+        except BaseException:
+            self.deactivate_impl()
+            raise
+
+    def _describe_io(self) -> list[TensorInfo]:
+        trt, engine = self.trt, self._engine
+        out = []
+        for k in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(k)
+            is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+            if is_input and engine.is_shape_inference_io(name):
+                raise BadInputError(f"{self.engine_path}: input {name!r} is a shape tensor",
+                                    why="shape-tensor inputs live in host memory; this runner feeds device memory",
+                                    fix="export with the shape folded into the graph (static or symbolic dims)")
+            dt = engine.get_tensor_dtype(name)
+            shape = tuple(engine.get_tensor_shape(name))
+            profile = None
+            if is_input and any(d < 0 for d in shape):  # dynamic: the range of the (first) optimization profile
+                lo, opt, hi = engine.get_tensor_profile_shape(name, 0)
+                profile = (tuple(lo), tuple(opt), tuple(hi))
+            elif is_input:
+                profile = (shape, shape, shape)
+            out.append(TensorInfo(name, is_input, getattr(dt, "name", str(dt)), shape, profile))
+        return out
+
+    def deactivate_impl(self) -> None:
+        self._graph = None
+        self._context = None  # destroy in dependency order: context, engine, runtime, then the memory
+        self._engine = None
+        self._runtime = None
+        if self.io is not None:
+            for slot in self._slots.values():
+                for buf in (slot.device, slot.host):
+                    if buf is not None:
+                        self.io.free(buf)
+            self.io.close()
+        self._reset()
+
+    # --- Runner interface ---
+    def input_metadata_impl(self) -> dict[str, TensorMeta]:
+        return {s.info.name: TensorMeta(s.info.dtype, tuple(None if d < 0 else d for d in s.info.shape))
+                for s in self._slots.values() if s.info.is_input}
+
+    def output_names(self) -> list[str]:
+        self._require_active("output_names")
+        return [s.info.name for s in self._slots.values() if not s.info.is_input]
+
+    def _set_shapes(self, shapes: dict[str, tuple[int, ...]]) -> None:
+        """Set input shapes, size every buffer, bind addresses; (re)capture the CUDA graph for these shapes."""
+        ctx = self._context
+        self._shapes = None  # until every step below succeeds, the next infer starts over
+        for name, shape in shapes.items():
+            profile = self._slots[name].info.profile
+            problem = profile_violation(name, shape, profile) if profile else None
+            if problem:
+                raise BadInputError(f"{self.name}: {problem}",
+                                    fix="feed a shape inside the engine's profile, or rebuild with a wider one")
+        for name, shape in shapes.items():
+            if not ctx.set_input_shape(name, shape):
+                raise BadInputError(f"{self.name}: TensorRT rejected shape {shape} for input {name!r}")
+        for slot in self._slots.values():
+            shape = tuple(ctx.get_tensor_shape(slot.info.name))
+            if any(d < 0 for d in shape):
+                raise BadInputError(f"{self.name}: output {slot.info.name!r} has a data-dependent shape {shape}",
+                                    why="this runner sizes outputs before running",
+                                    fix="export the model with static output shapes")
+            nbytes = int(np.prod(shape, dtype=np.int64)) * slot.info.dtype.itemsize  # type: ignore[union-attr]
+            if nbytes > slot.capacity or slot.device is None:
+                for buf in (slot.device, slot.host):
+                    if buf is not None:
+                        self.io.free(buf)
+                slot.device, slot.host = self.io.alloc_device(nbytes), self.io.alloc_host(nbytes)
+                slot.capacity = nbytes
+            slot.shape, slot.nbytes = shape, nbytes
+            ctx.set_tensor_address(slot.info.name, slot.device.ptr)
+        self._shapes = dict(shapes)
+        self._graph = None
+        if self.cuda_graph:
+            self._enqueue(self.io.stream_handle)  # TensorRT: run once after a shape change before capturing
+            self.io.synchronize()
+            try:
+                self._graph = self.io.capture(self._enqueue)
+                self.graph_note = None
+            except Exception as e:  # as trtexec does: a graph that cannot be captured means plain enqueues
+                self._graph = None
+                self.graph_note = f"CUDA graph capture failed, running without: {e}"
+
+    def _enqueue(self, stream_handle: int) -> None:
+        if not self._context.execute_async_v3(stream_handle):
+            raise CheckFailedError(f"{self.name}: TensorRT failed to enqueue the inference",
+                                   fix="run with TensorRT's verbose log (trtexec --loadEngine ... --verbose)")
+
+    def infer_impl(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        shapes = {n: tuple(int(d) for d in a.shape) for n, a in feed.items()}
+        if shapes != self._shapes:
+            self._set_shapes(shapes)
+        io = self.io
+        e0, e1, e2, e3 = self._events
+        inputs = [s for s in self._slots.values() if s.info.is_input]
+        outputs = [s for s in self._slots.values() if not s.info.is_input]
+        for s in inputs:
+            np.copyto(s.host.array[:s.nbytes].view(s.info.dtype).reshape(s.shape), feed[s.info.name], casting="no")
+        io.record(e0)
+        for s in inputs:
+            io.h2d(s.device, s.host, s.nbytes)
+        io.record(e1)
+        if self._graph is not None:
+            io.launch(self._graph)
+        else:
+            self._enqueue(io.stream_handle)
+        io.record(e2)
+        for s in outputs:
+            io.d2h(s.host, s.device, s.nbytes)
+        io.record(e3)
+        io.synchronize()
+        split = TransferSplit(io.elapsed_ms(e0, e1), io.elapsed_ms(e1, e2), io.elapsed_ms(e2, e3))
+        self.last_split = split
+        if self.record_splits:
+            self.splits.append(split)
+        return {s.info.name: s.host.array[:s.nbytes].view(s.info.dtype).reshape(s.shape).copy() for s in outputs}
+
+    def info_impl(self) -> dict[str, Any]:
+        facts = self.io.device_facts() if self.io is not None else None
+        return {
+            "version": None if self.trt is None else self.trt.__version__,
+            "providers": [],
+            "threads": None,
+            "engine_sha256": self.engine_sha256,
+            "io": None if self.io is None else self.io.backend,
+            "cuda_graph": self.cuda_graph,
+            "cuda_graph_captured": self._graph is not None,
+            "cuda_graph_note": self.graph_note,
+            "gpu": None if facts is None else facts.name,
+            "sm": None if facts is None else facts.sm,
+            "plugins": list(self.plugins),
+            "gpu_timer": GPU_TIMER,
+        }
+
+
+def benchmark_trt(runner: TrtRunner, feed: Mapping[str, np.ndarray], **kwargs: Any) -> TrtBenchResult:
+    """`validate.latency.benchmark` for a TrtRunner, plus the H2D / compute / D2H split of the timed runs
+    (warm-up runs excluded). Keyword arguments are benchmark()'s."""
+    runner.splits.clear()
+    runner.record_splits = True
+    try:
+        result = benchmark(runner, feed, **kwargs)
+    finally:
+        runner.record_splits = False
+    timed = runner.splits[-len(result.samples_ms):]
+    runner.splits.clear()
+    return TrtBenchResult(result, split_stats(timed, batch=result.stats.batch))
+
+
+__all__ = ["GPU_TIMER", "TRT_TO_NUMPY", "SplitStats", "TensorInfo", "TransferSplit", "TrtBenchResult", "TrtRunner",
+           "benchmark_trt", "check_io_types", "deserialize_failure", "numpy_dtype", "profile_violation",
+           "split_stats"]
