@@ -30,6 +30,9 @@ ItersOpt = Annotated[int | None, typer.Option("--iters", min=1, help="Number of 
 ShapeOpt = Annotated[list[str] | None, typer.Option(
     "--shape", help="NAME=DIMS for an input with dynamic dims besides the batch, e.g. x=1x3x224x224 (repeatable).")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the random inputs.")]
+RepeatOpt = Annotated[int, typer.Option(
+    "--repeat", min=1, help="Split the timed budget into K blocks, each in a fresh session with its own --warmup; "
+                            "`deployconv gate` resamples whole blocks (K >= 10 recommended for gating).")]
 OutOpt = Annotated[Path | None, typer.Option(
     "--out", "-o", help="Also write the full result (raw samples, stats, fingerprint) as JSON, atomically.")]
 
@@ -45,6 +48,7 @@ def bench_cmd(
     iters: ItersOpt = None,
     shape: ShapeOpt = None,
     seed: SeedOpt = 0,
+    repeat: RepeatOpt = 1,
     json_out: JsonOpt = False,
     out_file: OutOpt = None,
     force: ForceOpt = False,
@@ -52,8 +56,8 @@ def bench_cmd(
     """Measure latency: median, mean, p90, p99, min, max, std, CV and throughput, with the environment
     fingerprint (CPU, cores, threads, runtime version, graph hash). Inputs are seeded random data."""
     _handle_errors(_bench)(artifact, runtime=runtime, batch=batch, threads=threads, warmup=warmup,
-                           duration=duration, iters=iters, shape=shape, seed=seed, json_out=json_out,
-                           out_file=out_file, force=force)
+                           duration=duration, iters=iters, shape=shape, seed=seed, repeat=repeat,
+                           json_out=json_out, out_file=out_file, force=force)
 
 
 def parse_shapes(items: list[str] | None) -> dict[str, tuple[int, ...]]:
@@ -69,8 +73,8 @@ def parse_shapes(items: list[str] | None) -> dict[str, tuple[int, ...]]:
 
 
 def _bench(artifact: Path, *, runtime: str, batch: int | None, threads: int | None, warmup: float,
-           duration: float | None, iters: int | None, shape: list[str] | None, seed: int, json_out: bool,
-           out_file: Path | None, force: bool) -> None:
+           duration: float | None, iters: int | None, shape: list[str] | None, seed: int, repeat: int,
+           json_out: bool, out_file: Path | None, force: bool) -> None:
     import json
 
     from deployconv.atomic import refuse_overwrite, write_text_atomic
@@ -88,6 +92,7 @@ def _bench(artifact: Path, *, runtime: str, batch: int | None, threads: int | No
     with runner:
         feed = random_feed(runner.input_metadata(), batch=batch, shapes=shapes, seed=seed)
         result = benchmark(runner, feed, warmup_s=warmup, duration_s=duration, iters=iters, batch=batch,
+                           repeat=repeat,
                            conditions={"artifact": str(artifact), "model_file": str(runner.source),
                                        "requested_runtime": runtime, "seed": seed})
     data = result.to_dict()
@@ -139,6 +144,8 @@ def render(result: BenchResult, console: Any) -> None:
     else:
         timing = f"{s.count} runs in {c['timed_elapsed_s']:.3g} s (for {c['duration_s_requested']:g} s)"
     timing += f" after {c['warmup_elapsed_s']:.3g} s warm-up ({c['warmup_iters']} runs)"
+    if c.get("repeat", 1) > 1:
+        timing += f", in {c['repeat']} blocks of a fresh session each"
     clock = ", ".join(x for x in (
         fp.cpu_governor and f"governor {fp.cpu_governor}",
         fp.cpu_freq_mhz and f"{fp.cpu_freq_mhz:g} MHz",

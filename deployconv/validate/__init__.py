@@ -23,6 +23,8 @@ _LAZY = {
     "LatencyStats": "deployconv.validate.latency",
     "Fingerprint": "deployconv.validate.fingerprint",
     "comparable": "deployconv.validate.fingerprint",
+    "gate": "deployconv.validate.gate",
+    "GateResult": "deployconv.validate.gate",
 }
 
 __all__ = list(_LAZY)

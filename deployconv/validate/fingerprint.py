@@ -2,14 +2,16 @@
 
 Torch-free and cheap (a few small file reads). Three parts, all flat fields so the JSON stays greppable:
 - host: CPU model, logical cores, CPUs in the affinity mask, CPU governor and frequency where readable, OS,
-  load average at the start of the run;
+  load average at the start of the run; for a GPU run the device name the runner reports and the NVIDIA
+  driver version where /proc/driver/nvidia/version is readable;
 - software: python, numpy, onnxruntime (and the runtime that ran: name, version, providers, threads);
 - workload: graph sha256 (of the .onnx file's bytes, as in the manifest), external data sha256 (weights
   saved beside the graph, if any), engine sha256 (TensorRT, later), batch, input shapes/dtypes.
 
 `comparable(a, b)` lists the fields whose difference makes two latency runs incomparable; an empty list means
 a gate may compare them. Load average and the current clock are noise indicators, not identity: they are
-recorded but never make runs incomparable.
+recorded but never make runs incomparable. `ignore` drops fields a caller expects to differ (the gate: the
+graph and engine hashes, which are the thing it measures).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import contextlib
 import importlib.metadata as md
 import os
 import platform
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,8 @@ class Fingerprint:
     cpu_freq_mhz: float | None = None
     cpu_max_freq_mhz: float | None = None
     load_avg: tuple[float, float, float] | None = None
+    device: str | None = None  # accelerator the runner used (e.g. the GPU name); None for CPU runs
+    driver: str | None = None  # NVIDIA driver version of a GPU run, where readable
     # software
     python: str = ""
     numpy: str | None = None
@@ -109,6 +114,16 @@ def _cpu_freq() -> tuple[str | None, float | None, float | None]:
     return governor, cur, mx
 
 
+def nvidia_driver() -> str | None:
+    """The NVIDIA kernel driver version from /proc/driver/nvidia/version (no CUDA binding needed)."""
+    text = _read("/proc/driver/nvidia/version") or ""
+    for word in text.split():
+        parts = word.split(".")
+        if len(parts) >= 2 and all(p.isdigit() for p in parts):
+            return word
+    return None
+
+
 def _version(dist: str) -> str | None:
     try:
         return md.version(dist)
@@ -125,8 +140,10 @@ def affinity_count() -> int:
 
 def collect(*, runtime: str | None = None, runtime_version: str | None = None, providers: tuple[str, ...] = (),
             threads: int | None = None, graph_sha256: str | None = None,
-            external_data_sha256: str | None = None, engine_sha256: str | None = None, batch: int | None = None, inputs: dict[str, dict[str, Any]] | None = None) -> Fingerprint:
-    """Fingerprint this machine now (call it at the start of a run: the load average is read here)."""
+            external_data_sha256: str | None = None, engine_sha256: str | None = None, batch: int | None = None,
+            inputs: dict[str, dict[str, Any]] | None = None, device: str | None = None) -> Fingerprint:
+    """Fingerprint this machine now (call it at the start of a run: the load average is read here).
+    `device` is the accelerator a runner used; the driver version is read only then."""
     governor, cur, mx = _cpu_freq()
     try:
         load = tuple(round(x, 2) for x in os.getloadavg())
@@ -137,22 +154,26 @@ def collect(*, runtime: str | None = None, runtime_version: str | None = None, p
         cpu_model=cpu_model(), cpu_logical_cores=os.cpu_count() or 1, cpu_affinity=affinity_count(),
         machine=platform.machine(), system=platform.system(), os=platform.platform(),
         cpu_governor=governor, cpu_freq_mhz=cur, cpu_max_freq_mhz=mx, load_avg=load,  # type: ignore[arg-type]
+        device=device, driver=nvidia_driver() if device else None,
         python=platform.python_version(), numpy=_version("numpy"), onnxruntime=ort, runtime=runtime,
         runtime_version=runtime_version, providers=tuple(providers), threads=threads, graph_sha256=graph_sha256,
         external_data_sha256=external_data_sha256, engine_sha256=engine_sha256, batch=batch, inputs=dict(inputs or {}))
 
 
 # Fields that must be equal for two latency runs to be comparable. Fields where None means "not readable
-# here" (governor, max clock) only count when both sides know them.
-_MUST_MATCH = ("cpu_model", "cpu_logical_cores", "cpu_affinity", "machine", "system", "runtime",
+# here" (governor, max clock, driver) only count when both sides know them.
+_MUST_MATCH = ("cpu_model", "cpu_logical_cores", "cpu_affinity", "machine", "system", "device", "runtime",
                "runtime_version", "providers", "threads", "graph_sha256", "external_data_sha256", "engine_sha256",
                "batch", "inputs")
-_MATCH_IF_KNOWN = ("cpu_governor", "cpu_max_freq_mhz")
+_MATCH_IF_KNOWN = ("cpu_governor", "cpu_max_freq_mhz", "driver")
+IDENTITY_FIELDS = ("schema", *_MUST_MATCH, *_MATCH_IF_KNOWN)
 
 
-def comparable(a: Fingerprint | dict[str, Any], b: Fingerprint | dict[str, Any]) -> list[str]:
+def comparable(a: Fingerprint | dict[str, Any], b: Fingerprint | dict[str, Any],
+               ignore: Collection[str] = ()) -> list[str]:
     """The differences that make latency from `a` and `b` incomparable, one line each ("field: a vs b");
-    an empty list means comparable. Accepts Fingerprints or their JSON dicts."""
+    an empty list means comparable. Accepts Fingerprints or their JSON dicts. Fields in `ignore` are not
+    compared (names from IDENTITY_FIELDS)."""
     da = a.to_dict() if isinstance(a, Fingerprint) else dict(a)
     db = b.to_dict() if isinstance(b, Fingerprint) else dict(b)
 
@@ -160,13 +181,15 @@ def comparable(a: Fingerprint | dict[str, Any], b: Fingerprint | dict[str, Any])
         return list(v) if isinstance(v, tuple) else v
 
     diffs = []
-    if da.get("schema") != db.get("schema"):
+    if "schema" not in ignore and da.get("schema") != db.get("schema"):
         diffs.append(f"schema: {da.get('schema')!r} vs {db.get('schema')!r}")
     for name in _MUST_MATCH:
         va, vb = norm(da.get(name)), norm(db.get(name))
-        if va != vb:
+        if name not in ignore and va != vb:
             diffs.append(f"{name}: {va!r} vs {vb!r}")
     for name in _MATCH_IF_KNOWN:
+        if name in ignore:
+            continue
         va, vb = da.get(name), db.get(name)
         if va is not None and vb is not None and va != vb:
             diffs.append(f"{name}: {va!r} vs {vb!r}")

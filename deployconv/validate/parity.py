@@ -24,6 +24,7 @@ class StageResult:
     vs_reference: dict | None
     passed: bool
     failures: list[str] = field(default_factory=list)
+    budget: dict | None = None  # this stage's budget when it differs from the chain's (precision stages)
 
 
 @dataclass
@@ -60,9 +61,12 @@ def _cat(outputs: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def run_chain(stages: Sequence[Stage], batches: Sequence[np.ndarray], budget: Budget, inputs: dict,
-              progress: Callable[[str], None] | None = None) -> tuple[ParityReport, dict[str, np.ndarray]]:
+              progress: Callable[[str], None] | None = None, *,
+              stage_budgets: dict[str, Budget] | None = None) -> tuple[ParityReport, dict[str, np.ndarray]]:
     """Run every stage on every batch; the first stage is the reference. Returns the report and the
-    outputs per stage (for attribution or saving reference outputs)."""
+    outputs per stage (for attribution or saving reference outputs). `stage_budgets` overrides the budget for
+    named stages: an fp16 or int8 stage is held to its precision's budget, the fp32 stages before it to fp32's."""
+    stage_budgets = stage_budgets or {}
     outputs: dict[str, np.ndarray] = {}
     results: list[StageResult] = []
     prev: str | None = None
@@ -78,8 +82,9 @@ def run_chain(stages: Sequence[Stage], batches: Sequence[np.ndarray], budget: Bu
         else:
             vs_prev = asdict(compare(outputs[prev], outputs[name]))
             vs_ref = asdict(compare(outputs[ref_name], outputs[name]))
-            fails = budget_failures(vs_prev, budget)
-            results.append(StageResult(name, prev, vs_prev, vs_ref, not fails, fails))
+            own = stage_budgets.get(name)
+            fails = budget_failures(vs_prev, own or budget)
+            results.append(StageResult(name, prev, vs_prev, vs_ref, not fails, fails, asdict(own) if own else None))
         prev = name
     broke = next((r for r in results if not r.passed), None)
     report = ParityReport(asdict(budget), inputs, results, broke is None, broke.stage if broke else None)

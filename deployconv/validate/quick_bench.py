@@ -11,9 +11,12 @@ from deployconv.runtime.torch_runner import TorchRunner
 from deployconv.validate.latency import benchmark
 
 
-def compare_runtimes(train, deploy, proto, input_size, batch: int, seconds: float, threads: int | None) -> dict:
+def compare_runtimes(train, deploy, protos, input_size, batch: int, seconds: float, threads: int | None) -> dict:
+    """`protos`: one ONNX model, or {label: model} to time several graphs (fp32 vs fp16/int8) in the same run."""
     import torch
 
+    if not isinstance(protos, dict):
+        protos = {"onnxruntime cpu": protos}
     threads = threads or available_cpus()
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -22,13 +25,23 @@ def compare_runtimes(train, deploy, proto, input_size, batch: int, seconds: floa
     runners = {
         "torch eager, train form": TorchRunner(train, ["input"], ["output"], input_metadata=meta),
         "torch eager, deploy form": TorchRunner(deploy, ["input"], ["output"], input_metadata=meta),
-        "onnxruntime cpu": OrtRunner(proto.SerializeToString(), threads=threads),
+        **{label: OrtRunner(p.SerializeToString(), threads=threads) for label, p in protos.items()},
     }
     rows = {}
     try:
         for label, runner in runners.items():
-            res = benchmark(runner, feed, warmup_s=min(0.5, seconds / 2), duration_s=seconds, batch=batch)
+            res = benchmark(runner, _feed_for(runner, feed), warmup_s=min(0.5, seconds / 2), duration_s=seconds,
+                            batch=batch)
             rows[label] = res.to_dict()
     finally:
         torch.set_num_threads(before)
     return {"batch": batch, "threads": threads, "seconds_per_runtime": seconds, "runs": rows}
+
+
+def _feed_for(runner, feed: dict) -> dict:
+    """Cast the fp32 feed to what an ONNX graph takes (fp16 I/O graphs)."""
+    if not isinstance(runner, OrtRunner):
+        return feed
+    runner.activate()
+    meta = runner.input_metadata()
+    return {k: v.astype(meta[k].dtype) if k in meta and meta[k].dtype is not None else v for k, v in feed.items()}

@@ -12,7 +12,7 @@ import numpy as np
 
 from deployconv.errors import BadInputError
 from deployconv.export.manifest import read_manifest, verify_hashes
-from deployconv.export.targets import get_target
+from deployconv.export.targets import FP32_BUDGET, target_of_manifest
 
 
 def _torch_chain(manifest: dict[str, Any]) -> tuple[list | None, str]:
@@ -53,13 +53,20 @@ def recheck_dir(directory: Path, *, torch_free: bool = False) -> dict[str, Any]:
     if not ref_path.is_file():
         raise BadInputError(f"{directory} has no reference.npz", fix="re-export with this deployconv version")
     ref = np.load(ref_path)
-    target = get_target(manifest["target"])
-    runner = OrtRunner(directory / "model.onnx")
+    target = target_of_manifest(manifest, str(directory / "manifest.json"))
+    runner = OrtRunner(directory / manifest.get("ort_model", "model.onnx"))
     runner.activate()
     name = next(iter(runner.input_metadata()))
 
+    meta = runner.input_metadata()[name]
+    static = meta.shape[0] if meta.shape and isinstance(meta.shape[0], int) else None
+    dtype = meta.dtype or np.float32
+
     def onnx_stage(batch: np.ndarray) -> np.ndarray:
-        return np.asarray(next(iter(runner.infer({name: batch}).values())), dtype=np.float64)
+        step = static or len(batch)  # static-batch exports (DLA) take the reference in chunks of their batch
+        outs = [next(iter(runner.infer({name: batch[i:i + step].astype(dtype)}).values()))
+                for i in range(0, len(batch), step)]
+        return np.concatenate([np.asarray(o, dtype=np.float64) for o in outs], axis=0)
 
     expected = ref["expected"].astype(np.float64)
     inputs = ref["input"]
@@ -71,6 +78,8 @@ def recheck_dir(directory: Path, *, torch_free: bool = False) -> dict[str, Any]:
         stages = [fp64, fp32, recorded, deploy, ("onnx (ort-cpu)", onnx_stage)]
     else:
         stages = [recorded, ("onnx (ort-cpu)", onnx_stage)]
-    parity, _ = run_chain(stages, [inputs], target.budget, {"reference.npz": {"samples": int(inputs.shape[0])}})
+    budget = FP32_BUDGET if target.precision != "fp32" else target.budget
+    parity, _ = run_chain(stages, [inputs], budget, {"reference.npz": {"samples": int(inputs.shape[0])}},
+                          stage_budgets={"onnx (ort-cpu)": target.budget})
     runner.deactivate()
     return {"directory": str(directory), "mode": mode, "hash_mismatches": mismatches, "parity": parity.to_dict()}

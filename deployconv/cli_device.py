@@ -1,0 +1,136 @@
+"""`deployconv bundle` and `deployconv check`: pack an export for a device, and check a device against it.
+
+Registered in cli.py with
+    from deployconv.cli_device import bundle_cmd, check_cmd
+    app.command("bundle")(bundle_cmd)
+    app.command("check")(check_cmd)
+The shared option types and the error handler come from deployconv.cli, imported at the bottom of this module
+(as cli_bench does), so the two modules import cleanly in either order. `check` is torch-free; `bundle` runs
+the export and so needs the export extras.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from deployconv.export.bundle import BundleResult
+    from deployconv.validate.device_check import CheckReport
+
+BundleOutOpt = Annotated[Path, typer.Option(
+    "--out", "-o", help="Bundle folder to write; OUT.tar.gz is written next to it.", show_default=False)]
+BundleTargetOpt = Annotated[str, typer.Option(
+    "--target", "-t", help="Deployment target (see deployconv/export/target_files), or a target .toml file.",
+    show_default=False)]
+CheckRuntimeOpt = Annotated[str, typer.Option(
+    "--runtime", "-r", help="auto (ONNX Runtime for onnxruntime targets, else TensorRT), trt, or ort (check with "
+                            "ONNX Runtime where TensorRT is not installed).")]
+
+
+def bundle_cmd(
+    model: ModelOpt,
+    target: BundleTargetOpt,
+    out_dir: BundleOutOpt,
+    weights: WeightsOpt = None,
+    json_out: JsonOpt = False,
+    force: ForceOpt = False,
+) -> None:
+    """Export a model for a device and pack everything the device needs (ONNX, reference outputs, plugin
+    sources, the torch-free deployconv, README with the exact commands) into OUT/ and OUT.tar.gz."""
+    _handle_errors(_bundle)(model, target=target, out_dir=out_dir, weights=weights, json_out=json_out, force=force)
+
+
+def check_cmd(
+    directory: Annotated[Path, typer.Argument(help="A folder made by `deployconv bundle` (or `deployconv export`).",
+                                              show_default=False)],
+    runtime: CheckRuntimeOpt = "auto",
+    json_out: JsonOpt = False,
+) -> None:
+    """Check this device against a bundle: file hashes, TensorRT version, GPU arch, JetPack, DLA, plugin
+    library; with ONNX Runtime, the model's outputs against reference.npz. Exit 0 all passed, 1 a check
+    failed, 3 something is not installed."""
+    _handle_errors(_check)(directory, runtime=runtime, json_out=json_out)
+
+
+def _bundle(model: str, *, target: str, out_dir: Path, weights: Path | None, json_out: bool, force: bool) -> None:
+    import tempfile
+
+    from deployconv.atomic import refuse_overwrite
+    from deployconv.console import err, print_json
+    from deployconv.errors import CheckFailedError
+    from deployconv.export.bundle import make_bundle, tarball_for
+    from deployconv.export.pipeline import ExportOptions, export
+
+    refuse_overwrite(out_dir, force)  # before the export: fail in a second, not after a minute
+    refuse_overwrite(tarball_for(out_dir), force)
+    with tempfile.TemporaryDirectory(prefix="deployconv-bundle-") as tmp:
+        export_dir = Path(tmp) / "export"
+        with err.status("exporting") as status:
+            result = export(model, target, export_dir, options=ExportOptions(weights=weights, bench=False),
+                            progress=lambda s: status.update(f"[bold]{model}[/] -> {target}: {s}"))
+        if not result.passed:
+            p = result.report["parity"]
+            raise CheckFailedError(f"parity failed at stage {p['broke_at']}: no bundle written",
+                                   why="; ".join(next(s for s in p["stages"] if not s["passed"])["failures"]),
+                                   fix=f"`deployconv export --model {model} --target {target}` shows the whole "
+                                       "report (first_divergence names the first layer out of budget)")
+        bundle = make_bundle(export_dir, out_dir, force=force)
+    if json_out:
+        print_json(bundle.to_dict())
+    else:
+        render_bundle(bundle)
+
+
+def render_bundle(bundle: BundleResult) -> None:
+    from deployconv.console import err, out
+
+    out.print(f"bundle: {bundle.out} ({bundle.files} files)")
+    out.print(f"archive: {bundle.tarball} (sha256 {bundle.tar_sha256})")
+    if bundle.dla:
+        c = bundle.dla["counts"]
+        out.print(f"DLA: {c['DLA']} of {c['total']} layers on DLA, {c['GPU']} on the GPU (dla.json)")
+    if bundle.trtexec:
+        out.print(f"trtexec: {bundle.trtexec}")
+    for note in bundle.notes:
+        err.print(f"[yellow]note:[/] {note}", highlight=False)
+    out.print(f"next, on the device: see {bundle.out / 'README.md'}")
+
+
+def _check(directory: Path, *, runtime: str, json_out: bool) -> None:
+    from deployconv.console import print_json
+    from deployconv.errors import CheckFailedError, MissingEnvironmentError
+    from deployconv.validate.device_check import check_bundle
+
+    report = check_bundle(directory, runtime=runtime)
+    if json_out:
+        print_json(report.to_dict())
+    else:
+        render_checks(report)
+    failed = report.failed
+    if not failed:
+        return
+    names = ", ".join(c.name for c in failed)
+    if report.exit_code == MissingEnvironmentError.exit_code:
+        raise MissingEnvironmentError(f"{directory}: missing on this device: {names}",
+                                      fix="; ".join(f"{c.name}: {c.fix}" for c in failed if c.fix))
+    raise CheckFailedError(f"{directory}: {len(failed)} check(s) failed: {names}",
+                           fix="; ".join(f"{c.name}: {c.fix}" for c in failed if c.fix))
+
+
+_STATUS = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "skip": "[yellow]skip[/]"}
+
+
+def render_checks(report: CheckReport, console: Any = None) -> None:
+    from deployconv.console import out, table
+
+    rows = [[c.name, _STATUS[c.status], c.found, c.expected, c.fix] for c in report.checks]
+    (console or out).print(table(f"{report.directory}: target {report.target}, checked with {report.runtime}",
+                                 ["check", "status", "found", "expected", "fix"], rows))
+
+
+# At the bottom on purpose: cli.py imports this module near its end, and this import then finds the names it
+# needs already defined, whichever module is imported first.
+from deployconv.cli import ForceOpt, JsonOpt, ModelOpt, WeightsOpt, _handle_errors  # noqa: E402
