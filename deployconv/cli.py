@@ -147,7 +147,33 @@ def doctor_cmd(json_out: JsonOpt = False) -> None:
                     [[c.name, "yes" if c.found else "no", c.version or "-", c.detail] for c in comps]))
 
 
-TargetOpt = Annotated[str, typer.Option("--target", "-t", help="Deployment target (onnx, ort-cpu).")]
+TargetOpt = Annotated[str, typer.Option("--target", "-t", help="Deployment target: a name from `deployconv targets` or a target .toml file.")]
+
+
+@app.command("targets")
+@_handle_errors
+def targets_cmd(json_out: JsonOpt = False) -> None:
+    """List the built-in targets: runtime, precision, lowering, shapes, TensorRT range, device."""
+    from deployconv.console import out, print_json, table
+    from deployconv.export.targets import builtin_targets
+
+    targets = builtin_targets()
+    if json_out:
+        print_json({k: t.to_dict() for k, t in targets.items()})
+        return
+
+    def trt(t) -> str:
+        if t.tensorrt is None:
+            return "-"
+        hi = t.tensorrt.max_version or ""
+        dla = f", DLA {t.tensorrt.dla_core}" if t.uses_dla else ""
+        return f"{t.tensorrt.min_version}..{hi}{dla}"
+
+    out.print(table("deployconv targets (user targets: --target path/to/file.toml)",
+                    ["name", "runtime", "precision", "lowering", "batch", "TensorRT", "description"],
+                    [[t.name, t.runtime, t.precision, t.lowering,
+                      "dynamic" if t.dynamic_batch else f"static {t.batch or 1}", trt(t), t.description]
+                     for t in targets.values()]))
 
 
 @app.command("export")
@@ -158,22 +184,39 @@ def export_cmd(
     weights: WeightsOpt = None,
     allow_missing: AllowMissingOpt = None,
     out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Output directory (default: deployconv_out/<model>-<target>).")] = None,
-    batch: Annotated[int, typer.Option("--batch", min=1, help="Batch for validation and the short benchmark (the ONNX batch axis stays dynamic).")] = 1,
+    batch: Annotated[int | None, typer.Option("--batch", min=1, help="Batch for validation and the short benchmark (default 1). Dynamic-batch targets keep a free batch axis; static-shape targets (DLA) are built for this batch.")] = None,
     opset: Annotated[int | None, typer.Option("--opset", help="ONNX opset (default: the target's).")] = None,
     simplifier: Annotated[str, typer.Option("--simplifier", help="onnxslim | onnxsim | none.")] = "onnxslim",
     images: Annotated[Path | None, typer.Option("--images", help="Folder of images, fed through the model's preprocessing into the parity chain.")] = None,
     no_bench: Annotated[bool, typer.Option("--no-bench", help="Skip the short latency benchmark.")] = False,
+    io_dtype: Annotated[str | None, typer.Option("--io-dtype", help="fp32 | fp16 graph inputs/outputs for fp16 targets (default: the target's, fp32).")] = None,
+    calib: Annotated[Path | None, typer.Option("--calib", help="int8: folder of calibration images (the model's preprocessing). Without it, synthetic data is used and accuracy is not representative.")] = None,
+    calib_samples: Annotated[int | None, typer.Option("--calib-samples", min=1, help="int8: calibration samples (default: the target's).")] = None,
+    calib_method: Annotated[str | None, typer.Option("--calib-method", help="int8: minmax | entropy | percentile (default: the target's).")] = None,
+    plugins: Annotated[Path | None, typer.Option("--plugins", help="TensorRT targets: libdeployconv_plugins.so to build the engine with (default: located by `deployconv plugins info`).")] = None,
+    require_engine: Annotated[bool, typer.Option("--require-engine", help="TensorRT targets: exit 3 when no engine could be built here (default: export, report the skip, exit 0).")] = False,
     json_out: JsonOpt = False,
     force: ForceOpt = False,
 ) -> None:
-    """Export a model: create -> reparameterize -> ONNX -> simplify -> check -> parity chain -> short benchmark."""
+    """Export a model: create -> reparameterize -> ONNX -> simplify -> check -> parity chain -> precision ->
+    short benchmark -> (TensorRT engine where installed)."""
     from deployconv.console import err, print_json
     from deployconv.errors import CheckFailedError
     from deployconv.export.pipeline import ExportOptions, export
     from deployconv.export.render import render_export
 
-    opts = ExportOptions(weights=weights, allow_missing=tuple(allow_missing or ()), batch=batch, opset=opset,
-                         simplifier=simplifier, images=images, bench=not no_bench)
+    if io_dtype not in (None, "fp32", "fp16"):
+        from deployconv.errors import BadInputError
+
+        raise BadInputError(f"--io-dtype {io_dtype!r}", fix="use fp32 or fp16")
+    if calib_method not in (None, "minmax", "entropy", "percentile"):
+        from deployconv.errors import BadInputError
+
+        raise BadInputError(f"--calib-method {calib_method!r}", fix="use minmax, entropy or percentile")
+    opts = ExportOptions(weights=weights, allow_missing=tuple(allow_missing or ()), batch=batch or 1,
+                         batch_given=batch is not None, opset=opset, simplifier=simplifier, images=images,
+                         bench=not no_bench, io_dtype=io_dtype, calib=calib, calib_samples=calib_samples,
+                         calib_method=calib_method, plugins=plugins, require_engine=require_engine)
     with err.status("exporting") as status:
         result = export(model, target, out_dir, options=opts, force=force,
                         progress=lambda s: status.update(f"[bold]{model}[/] -> {target}: {s}"))
@@ -217,6 +260,21 @@ def validate_cmd(
 from deployconv.cli_bench import bench_cmd  # noqa: E402
 
 app.command("bench")(bench_cmd)
+
+from deployconv.cli_device import bundle_cmd, check_cmd  # noqa: E402
+from deployconv.cli_engine import build_engine_cmd  # noqa: E402
+from deployconv.cli_gate import gate_cmd  # noqa: E402
+from deployconv.cli_report import report_cmd  # noqa: E402
+
+app.command("bundle")(bundle_cmd)
+app.command("check")(check_cmd)
+app.command("build-engine")(build_engine_cmd)
+app.command("report")(report_cmd)
+app.command("gate")(gate_cmd)
+
+from deployconv.plugins.cli import plugins_app  # noqa: E402
+
+app.add_typer(plugins_app, name="plugins")
 
 
 def main() -> None:

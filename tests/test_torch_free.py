@@ -47,6 +47,23 @@ TORCH_FREE_MODULES = [
     "deployconv.validate.fingerprint",
     "deployconv.plugins",
     "deployconv.plugins.table",
+    "deployconv.plugins.library",
+    "deployconv.plugins.cli",
+    "deployconv.export.targets",
+    "deployconv.export.manifest",
+    "deployconv.export.dla",
+    "deployconv.export.bundle",
+    "deployconv.validate.recheck",
+    "deployconv.validate.device_check",
+    "deployconv.cli_device",
+    "deployconv.cli_engine",
+    "deployconv.report",
+    "deployconv.cli_report",
+    "deployconv.cli_gate",
+    "deployconv.validate.gate",
+    "deployconv.validate.gate_stats",
+    "deployconv.validate.gate_markdown",
+    "deployconv.validate.gate_baseline",
 ]
 
 

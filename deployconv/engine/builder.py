@@ -81,12 +81,9 @@ def resolve_plugin_libraries(plugins: Sequence[str | os.PathLike[str]] | None, f
         return paths
     if not facts.plugin_nodes:
         return ()
-    try:
-        from deployconv.plugins.library import plugin_library  # type: ignore[import-not-found]
-    except ImportError:
-        return ()  # make_plan says the library is missing, with the fix
-    path = plugin_library()
-    return (str(path),) if path else ()
+    from deployconv.plugins.library import plugin_library
+
+    return (str(plugin_library().path),)  # MissingEnvironmentError (exit 3, with the build command) when not built
 
 
 def _device_libraries(plugins: Sequence[str | os.PathLike[str]] | None, facts: OnnxFacts) -> tuple[str, ...]:

@@ -50,8 +50,29 @@ def render_export(report: dict[str, Any], out_dir: Any) -> None:
               f"duplicates {len(g['duplicates'])}" + (f"; custom {g['custom_nodes']}" if g["custom_nodes"] else ""))
     exp = report["export"]
     out.print(f"exporter: {exp['exporter']} (opset {exp['opset']}, {exp['seconds']:.1f} s), lowering {exp['lowering']}")
+    twin = report.get("ort_twin")
+    if twin:
+        a = twin["alignment"]
+        out.print(f"ONNX Runtime twin (ort/model.onnx): {a['matched']} nodes matched to the plugin graph; "
+                  f"plugin-side only: {a['unmatched_artifact']}")
+    prec = report.get("precision")
+    if prec:
+        out.print(f"precision {prec.get('precision')}: {prec.get('summary', '')}")
+    dla = report.get("dla")
+    if dla:
+        out.print(f"DLA placement: {dla.get('counts')}")
+    for note in report.get("notes") or []:
+        out.print(f"[yellow]note:[/] {note}")
     if report.get("latency"):
         out.print(latency_table(report["latency"]))
+    engine = report.get("engine")
+    if engine:
+        if engine["status"] == "built":
+            out.print(f"[green]engine built[/]: {engine.get('engine_path', 'engine.plan')}")
+        else:
+            out.print(f"[yellow]engine {engine['status']}[/]. Build it on the device: {engine['build_later']}")
+            for line in engine.get("trtexec", []):
+                out.print(f"  {line}", highlight=False, soft_wrap=True)
     verdict = "[green]passed[/]" if report["parity"]["passed"] else f"[red]FAILED at {report['parity']['broke_at']}[/]"
     out.print(f"parity {verdict}; wrote {out_dir}/model.onnx, manifest.json, report.json, reference.npz "
               f"({sum(report['timings_s'].values()):.1f} s)")

@@ -22,10 +22,12 @@ _done = False
 
 
 def _schema(spec: PluginSpec) -> OpSchema:
+    # fp32_inputs (SKA's epilogue scale/shift) are float32 whatever T is, so an fp16 node still checks.
     inputs = [
-        OpSchema.FormalParameter(n, "T", param_option=OpSchema.FormalParameterOption.Optional
-                                 if n in spec.optional_inputs else OpSchema.FormalParameterOption.Single)
-        for n in spec.inputs
+        OpSchema.FormalParameter(n, _DTYPES["float"] if n in spec.fp32_inputs else "T",
+                                 param_option=OpSchema.FormalParameterOption.Optional
+                                 if n in spec.all_optional() else OpSchema.FormalParameterOption.Single)
+        for n in spec.node_inputs()
     ]
     outputs = [OpSchema.FormalParameter(n, "T") for n in spec.outputs]
     attrs = [OpSchema.Attribute(a.name, _ATTR[a.kind], a.doc, required=False) for a in spec.attrs]
