@@ -42,10 +42,10 @@ def unfold_ska(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 
 def plain_model(name: str) -> torch.nn.Module:
-    from deployconv.models import create_model
+    from deployconv.export.pipeline import create_seeded
     from deployconv.reparam import reparameterize
 
-    model = create_model(name)
+    model = create_seeded(name, None, (), 0)  # the weights deployconv's export uses (seed 0)
     if not name.startswith("lsnet"):
         return reparameterize(model)  # equals the official converters (golden tests)
     from deployconv.models import lsnet
@@ -121,10 +121,10 @@ def main() -> None:
         t0 = time.perf_counter()
         plain_proto = export_plain(plain, size)
         plain_s = time.perf_counter() - t0
-        from deployconv.models import create_model
+        from deployconv.export.pipeline import create_seeded
         from deployconv.reparam import reparameterize
 
-        deploy = reparameterize(create_model(name))
+        deploy = reparameterize(create_seeded(name, None, (), 0))
         so = ort.SessionOptions()
         so.intra_op_num_threads = args.threads
         so.inter_op_num_threads = 1

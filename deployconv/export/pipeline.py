@@ -20,11 +20,12 @@ import torch
 
 from deployconv import __version__
 from deployconv.atomic import atomic_dir, refuse_overwrite, safe_name
+from deployconv.errors import MissingEnvironmentError
 from deployconv.export.graph_checks import check_graph
 from deployconv.export.manifest import io_signature, sha256_file, write_manifest
 from deployconv.export.onnx_export import export_onnx, set_metadata
 from deployconv.export.simplify import simplify
-from deployconv.export.targets import Target, get_target
+from deployconv.export.targets import FP32_BUDGET, Target, get_target
 from deployconv.models.registry import model_info
 
 DEFAULT_SIMPLIFIER = "onnxslim"
@@ -43,6 +44,13 @@ class ExportOptions:
     bench: bool = True
     bench_seconds: float = 1.0
     threads: int | None = None
+    batch_given: bool = False  # static-shape targets: whether --batch chose the batch
+    io_dtype: str | None = None  # None: the target's
+    calib: Path | None = None
+    calib_samples: int | None = None
+    calib_method: str | None = None
+    plugins: Path | None = None
+    require_engine: bool = False
 
 
 @dataclass
@@ -90,10 +98,11 @@ def _ort_stage(proto: onnx.ModelProto, threads: int | None) -> Callable[[np.ndar
     from deployconv.runtime.ort import OrtRunner
 
     runner = OrtRunner(proto.SerializeToString(), threads=threads).activate()
-    name = next(iter(runner.input_metadata()))
+    name, meta = next(iter(runner.input_metadata().items()))
+    dtype = meta.dtype or np.float32  # fp16 I/O graphs take fp16
 
     def run(batch: np.ndarray) -> np.ndarray:
-        return np.asarray(next(iter(runner.infer({name: batch.astype(np.float32)}).values())), dtype=np.float64)
+        return np.asarray(next(iter(runner.infer({name: batch.astype(dtype)}).values())), dtype=np.float64)
 
     return run
 
@@ -116,10 +125,60 @@ def make_inputs(model: torch.nn.Module, opts: ExportOptions) -> tuple[list[np.nd
     return batches, desc
 
 
+def _static_batch(tgt: Target, opts: ExportOptions, notes: list[str]) -> int:
+    """The batch a static-shape target is built for: --batch, else the target's, else 1 (said in a note)."""
+    if opts.batch_given:
+        return opts.batch
+    if tgt.batch is None:
+        notes.append(f"{tgt.name} has static shapes and no --batch was given: batch 1")
+    return tgt.batch or 1
+
+
+def _has_plugins(proto: onnx.ModelProto) -> bool:
+    from deployconv.plugins.table import ONNX_DOMAIN
+
+    return any(n.domain == ONNX_DOMAIN for n in proto.graph.node)
+
+
+@dataclass
+class Graphs:
+    """The artifact (what model.onnx holds, lowered for the target) and its ONNX Runtime twin (the same model with
+    every custom op in ONNX-domain ops). They are one object unless the target uses plugin nodes."""
+
+    raw: onnx.ModelProto
+    final: onnx.ModelProto
+    twin_raw: onnx.ModelProto
+    twin: onnx.ModelProto
+    alignment: Any = None  # deployconv.export.align.Alignment when the two differ
+
+    @property
+    def twinned(self) -> bool:
+        return self.twin is not self.final
+
+
+def _export_graphs(deploy: torch.nn.Module, example: torch.Tensor, tgt: Target, opset: int, simplifier: str,
+                   meta: dict[str, str]) -> tuple[Graphs, Any, Any]:
+    from dataclasses import replace
+
+    raw, exp_info = export_onnx(deploy, example, tgt, opset)
+    set_metadata(raw, {**meta, "lowering": json.dumps(exp_info.lowering, sort_keys=True)})
+    final, simp_info = simplify(raw, simplifier)
+    set_metadata(final, {**meta, "lowering": json.dumps(exp_info.lowering, sort_keys=True)})
+    if not _has_plugins(final):
+        return Graphs(raw, final, raw, final), exp_info, simp_info
+    from deployconv.export.align import align
+
+    standard = replace(tgt, lowering="standard", lowering_overrides={})
+    twin_raw, _ = export_onnx(deploy, example, standard, opset)
+    twin, _ = simplify(twin_raw, simplifier)
+    return Graphs(raw, final, twin_raw, twin, align(twin, final)), exp_info, simp_info
+
+
 def export(model: str | torch.nn.Module, target: str | Target, out: Path | None = None, *,
            options: ExportOptions | None = None, force: bool = False,
            progress: Callable[[str], None] | None = None) -> ExportResult:
     """Run the whole pipeline for `model` (zoo name, user source or nn.Module) and `target`."""
+    from deployconv.export.precision_step import apply_precision
     from deployconv.reparam import reparameterize
     from deployconv.validate.parity import run_chain
 
@@ -130,6 +189,7 @@ def export(model: str | torch.nn.Module, target: str | Target, out: Path | None 
     out = Path(out) if out else default_out(name, tgt.name)
     refuse_overwrite(out, force)
     opset = opts.opset or tgt.opset
+    notes: list[str] = []
     timings: dict[str, float] = {}
     t = time.perf_counter()
 
@@ -147,64 +207,92 @@ def export(model: str | torch.nn.Module, target: str | Target, out: Path | None 
     lap("reparameterize")
     step("export")
     info = model_info(train)
-    example = torch.randn(max(2, opts.batch), *info.input_size, generator=torch.Generator().manual_seed(opts.seed))
-    raw, exp_info = export_onnx(deploy, example, tgt, opset)
-    meta = {"deployconv_version": __version__, "model": name, "target": tgt.name,
-            "lowering": json.dumps(exp_info.lowering, sort_keys=True)}
-    set_metadata(raw, meta)
+    batch = opts.batch if tgt.dynamic_batch else _static_batch(tgt, opts, notes)
+    example_batch = max(2, batch) if tgt.dynamic_batch else batch
+    example = torch.randn(example_batch, *info.input_size, generator=torch.Generator().manual_seed(opts.seed))
+    meta = {"deployconv_version": __version__, "model": name, "target": tgt.name, "precision": tgt.precision}
+    graphs, exp_info, simp_info = _export_graphs(deploy, example, tgt, opset, opts.simplifier, meta)
     lap("export")
     step("check")
-    raw_check = check_graph(raw)
-    lap("check_raw")
-    step(f"simplify ({opts.simplifier})")
-    simplified, simp_info = simplify(raw, opts.simplifier)
-    set_metadata(simplified, meta)
-    final_check = check_graph(simplified)
-    lap("simplify")
+    raw_check, final_check = check_graph(graphs.raw), check_graph(graphs.final)
+    dla = None
+    if tgt.uses_dla:
+        from deployconv.export.dla import check_dla_limits, dla_capability
+
+        check_dla_limits(graphs.final, tgt)
+        dla = dla_capability(graphs.final, tgt).to_dict()
+    lap("check")
     step("validate")
-    batches, inputs_desc = make_inputs(train, opts)
+    opts_inputs = replace_batch(opts, batch)
+    batches, inputs_desc = make_inputs(train, opts_inputs)
+    simplified_label = f"onnx-{opts.simplifier} (ort-cpu)" if opts.simplifier != "none" else "onnx (ort-cpu)"
     stages = [
         *torch_stages(train, deploy),
-        ("onnx-raw (ort-cpu)", _ort_stage(raw, opts.threads)),
-        (f"onnx-{opts.simplifier} (ort-cpu)" if opts.simplifier != "none" else "onnx (ort-cpu)",
-         _ort_stage(simplified, opts.threads)),
+        ("onnx-raw (ort-cpu)", _ort_stage(graphs.twin_raw, opts.threads)),
+        (simplified_label, _ort_stage(graphs.twin, opts.threads)),
     ]
-    parity, outputs = run_chain(stages, batches, tgt.budget, inputs_desc, progress=lambda s: step(f"validate: {s}"))
+    precision = apply_precision(graphs, tgt, batches, opts, progress=step)
+    stage_budgets = {}
+    if precision is not None:
+        stages.append((precision.stage, _ort_stage(precision.twin, opts.threads)))
+        stage_budgets[precision.stage] = tgt.budget
+    chain_budget = tgt.budget if precision is None else FP32_BUDGET
+    parity, outputs = run_chain(stages, batches, chain_budget, inputs_desc, progress=lambda s: step(f"validate: {s}"),
+                                stage_budgets=stage_budgets)
     if not parity.passed and parity.broke_at and parity.broke_at.startswith("onnx"):
         from deployconv.validate.bisect import first_divergence, first_divergence_between
 
         if parity.broke_at.startswith("onnx-raw"):
-            div = first_divergence(deploy, raw, batches[0], tgt.budget)
+            div = first_divergence(deploy, graphs.twin_raw, batches[0], chain_budget)
+        elif precision is not None and parity.broke_at == precision.stage:
+            div = first_divergence_between(graphs.twin, precision.twin, batches[0], tgt.budget)
         else:
-            div = first_divergence_between(raw, simplified, batches[0], tgt.budget)
+            div = first_divergence_between(graphs.twin_raw, graphs.twin, batches[0], chain_budget)
         parity.first_divergence = asdict(div) if div else {"note": "no single layer exceeded the budget"}
     lap("validate")
+    artifact = precision.artifact if precision is not None else graphs.final
+    ort_graph = precision.twin if precision is not None else graphs.twin
     latency = None
     if opts.bench:
         step("benchmark")
         from deployconv.validate.quick_bench import compare_runtimes
 
-        latency = compare_runtimes(train, deploy, simplified, info.input_size, opts.batch, opts.bench_seconds,
-                                   opts.threads)
+        protos = {"onnxruntime cpu" + (" (fp32)" if precision else ""): graphs.twin}
+        if precision is not None:
+            protos[f"onnxruntime cpu ({tgt.precision})"] = precision.twin
+        latency = compare_runtimes(train, deploy, protos, info.input_size, batch, opts.bench_seconds, opts.threads)
         lap("benchmark")
     report = {
         "model": name,
         "target": tgt.to_dict(),
+        "notes": notes,
         "reparam": deploy.reparam_report.to_dict(),
         "export": asdict(exp_info),
         "simplify": asdict(simp_info),
         "graph": {"raw": asdict(raw_check), "final": asdict(final_check)},
+        "ort_twin": _twin_report(graphs),
+        "precision": precision.report if precision is not None else None,
+        "dla": dla,
         "parity": parity.to_dict(),
         "latency": latency,
         "timings_s": timings,
     }
     step("write")
     ref_inputs = np.concatenate(batches, axis=0).astype(np.float32)
+    engine = None
     with atomic_dir(out, force) as tmp:
-        onnx.save(simplified, tmp / "model.onnx")
+        onnx.save(artifact, tmp / "model.onnx")
+        if ort_graph is not artifact:
+            (tmp / "ort").mkdir()
+            onnx.save(ort_graph, tmp / "ort" / "model.onnx")
         np.savez_compressed(tmp / "reference.npz", input=ref_inputs,
                             expected=outputs["train-fp32"].astype(np.float32),
                             expected_fp64=outputs["train-fp64"])
+        if tgt.runtime == "tensorrt":
+            step("engine")
+            engine = _engine_step(tmp, out, tgt, opts)
+            report["engine"] = engine
+            lap("engine")
         (tmp / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
         write_manifest(tmp, {
             "format": "deployconv.export/1",
@@ -215,19 +303,68 @@ def export(model: str | torch.nn.Module, target: str | Target, out: Path | None 
             "reproducible": isinstance(model, str),
             "init_seed": opts.seed,
             "target": tgt.name,
+            "target_spec": tgt.to_dict(),
             "runtime": tgt.runtime,
             "precision": tgt.precision,
+            "io_dtype": opts.io_dtype or tgt.io_dtype,
             "opset": opset,
+            "batch": None if tgt.dynamic_batch else batch,
             "exporter": exp_info.exporter,
             "exporter_fallback_reason": exp_info.fallback_reason,
             "lowering": exp_info.lowering,
-            "plugins": _plugins_used(simplified),
-            "io": io_signature(simplified),
+            "plugins": _plugins_used(artifact),
+            "ort_model": "ort/model.onnx" if ort_graph is not artifact else "model.onnx",
+            "precision_report": precision.manifest if precision is not None else None,
+            "dla": dla,
+            "engine": engine,
+            "io": io_signature(artifact),
             "input_preprocessing": {k: getattr(info, k) for k in ("input_size", "mean", "std", "interpolation", "crop_pct")},
             "parity_passed": parity.passed,
         })
     lap("write")
-    return ExportResult(out, report, parity.passed, timings)
+    result = ExportResult(out, report, parity.passed, timings)
+    if engine is not None and engine.get("status") != "built" and opts.require_engine:
+        raise MissingEnvironmentError(f"no engine was built for {tgt.name}: {engine.get('status')}",
+                                      why=f"--require-engine was given; {out} holds the exported ONNX",
+                                      fix=engine.get("how", "install TensorRT >= " + (tgt.tensorrt.min_version
+                                                                                      if tgt.tensorrt else "10")))
+    return result
+
+
+def replace_batch(opts: ExportOptions, batch: int) -> ExportOptions:
+    from dataclasses import replace
+
+    return replace(opts, batch=batch)
+
+
+def _twin_report(graphs: Graphs) -> dict | None:
+    if not graphs.twinned:
+        return None
+    return {"why": "the artifact has plugin nodes ONNX Runtime cannot run; the parity chain runs the same model "
+                   "with ONNX-domain lowerings (ort/model.onnx), matched node by node to the artifact",
+            "alignment": graphs.alignment.to_dict()}
+
+
+def _engine_step(tmp: Path, out: Path, tgt: Target, opts: ExportOptions) -> dict:
+    """Build engine.plan next to model.onnx where TensorRT is installed; otherwise say so and how to build it
+    (the trtexec line per TensorRT major, with the paths the user will see)."""
+    from deployconv.engine.builder import build_engine
+
+    try:
+        entries = build_engine(tmp / "model.onnx", tgt, tmp, plugins=opts.plugins)
+    except MissingEnvironmentError as e:
+        def here(text: str) -> str:
+            return text.replace(str(tmp), str(out))
+
+        status = "skipped: TensorRT not installed" if "not installed" in e.what else f"skipped: {here(e.what)}"
+        return {"status": status, "what": here(e.what), "why": here(e.why), "how": here(e.fix),
+                "trtexec": [here(d) for d in e.details],
+                "build_later": f"deployconv build-engine {out / 'model.onnx'} --target {tgt.name}"}
+    return {"status": "built", **{k: (here_str(v, tmp, out)) for k, v in entries.items()}}
+
+
+def here_str(value: Any, tmp: Path, out: Path) -> Any:
+    return value.replace(str(tmp), str(out)) if isinstance(value, str) else value
 
 
 def _plugins_used(proto: onnx.ModelProto) -> list[dict]:
