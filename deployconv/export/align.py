@@ -65,3 +65,19 @@ def align(twin: onnx.ModelProto, artifact: onnx.ModelProto) -> Alignment:
     result.unmatched_twin = _count([n for i, n in enumerate(a) if i not in matched_a])
     result.unmatched_artifact = _count([n for i, n in enumerate(b) if i not in matched_b])
     return result
+
+
+def tensor_map(twin: onnx.ModelProto, artifact: onnx.ModelProto, alignment: Alignment) -> dict[str, str]:
+    """twin tensor name -> artifact tensor name: the outputs of matched nodes position by position, and the
+    graph inputs (one export's names)."""
+    art_nodes = {n.name: n for n in artifact.graph.node}
+    art_inputs = {i.name for i in artifact.graph.input}
+    out = {i.name: i.name for i in twin.graph.input if i.name in art_inputs}
+    for node in twin.graph.node:
+        other = art_nodes.get(alignment.pairs.get(node.name, ""))
+        if other is None:
+            continue
+        for a, b in zip(node.output, other.output):
+            if a and b:
+                out[a] = b
+    return out

@@ -178,7 +178,7 @@ def export(model: str | torch.nn.Module, target: str | Target, out: Path | None 
            options: ExportOptions | None = None, force: bool = False,
            progress: Callable[[str], None] | None = None) -> ExportResult:
     """Run the whole pipeline for `model` (zoo name, user source or nn.Module) and `target`."""
-    from deployconv.export.precision_step import apply_precision
+    from deployconv.export.precision_step import BF16_NOTE, apply_precision
     from deployconv.reparam import reparameterize
     from deployconv.validate.parity import run_chain
 
@@ -231,10 +231,13 @@ def export(model: str | torch.nn.Module, target: str | Target, out: Path | None 
         ("onnx-raw (ort-cpu)", _ort_stage(graphs.twin_raw, opts.threads)),
         (simplified_label, _ort_stage(graphs.twin, opts.threads)),
     ]
-    precision = apply_precision(graphs, tgt, batches, opts, progress=step)
+    precision = apply_precision(graphs, tgt, batches, opts, info, progress=step)
     stage_budgets = {}
+    if tgt.precision == "bf16":
+        notes.append(BF16_NOTE)
     if precision is not None:
-        stages.append((precision.stage, _ort_stage(precision.twin, opts.threads)))
+        notes.extend(precision.notes)
+        stages.append((precision.stage, _ort_stage(precision.checked, opts.threads)))
         stage_budgets[precision.stage] = tgt.budget
     chain_budget = tgt.budget if precision is None else FP32_BUDGET
     parity, outputs = run_chain(stages, batches, chain_budget, inputs_desc, progress=lambda s: step(f"validate: {s}"),
@@ -245,7 +248,7 @@ def export(model: str | torch.nn.Module, target: str | Target, out: Path | None 
         if parity.broke_at.startswith("onnx-raw"):
             div = first_divergence(deploy, graphs.twin_raw, batches[0], chain_budget)
         elif precision is not None and parity.broke_at == precision.stage:
-            div = first_divergence_between(graphs.twin, precision.twin, batches[0], tgt.budget)
+            div = first_divergence_between(graphs.twin, precision.checked, batches[0], tgt.budget)
         else:
             div = first_divergence_between(graphs.twin_raw, graphs.twin, batches[0], chain_budget)
         parity.first_divergence = asdict(div) if div else {"note": "no single layer exceeded the budget"}
