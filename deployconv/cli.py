@@ -234,24 +234,31 @@ def export_cmd(
 @app.command("validate")
 @_handle_errors
 def validate_cmd(
-    directory: Annotated[Path, typer.Argument(help="A directory written by `deployconv export`.")],
-    torch_free: Annotated[bool, typer.Option("--torch-free", help="Only ONNX Runtime against reference.npz, even where PyTorch is installed.")] = False,
+    directory: Annotated[Path, typer.Argument(help="A directory written by `deployconv export` or `deployconv bundle`.")],
+    torch_free: Annotated[bool, typer.Option("--torch-free", help="Only the recorded reference.npz, even where PyTorch is installed.")] = False,
+    runtime: Annotated[str, typer.Option("--runtime", "-r", help="auto (ONNX Runtime where installed, plus engine.plan on TensorRT for TensorRT targets), ort, or trt.")] = "auto",
+    plugins: Annotated[list[Path] | None, typer.Option("--plugins", help="Plugin library for the engine (default: the bundle's plugins/build, then `deployconv plugins info`'s).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Re-check an exported directory: file hashes, then the parity chain (the whole chain where PyTorch and the
-    model source are available, else ONNX Runtime against reference.npz)."""
-    from deployconv.console import out, print_json
+    model source are available, else the recorded reference.npz) on ONNX Runtime and, for TensorRT targets, on
+    the built engine."""
+    from deployconv.console import err, out, print_json
     from deployconv.errors import CheckFailedError
     from deployconv.validate.recheck import recheck_dir
 
-    result = recheck_dir(directory, torch_free=torch_free)
+    result = recheck_dir(directory, torch_free=torch_free, runtime=runtime,
+                         plugins=[str(p) for p in plugins] if plugins else None)
     if json_out:
         print_json(result)
     else:
         from deployconv.export.render import parity_table
 
         out.print(parity_table(result["parity"]))
-        out.print(f"hashes: {'ok' if not result['hash_mismatches'] else result['hash_mismatches']}; {result['mode']}")
+        out.print(f"hashes: {'ok' if not result['hash_mismatches'] else result['hash_mismatches']}; {result['mode']}; "
+                  f"ran on: {', '.join(result['runtimes'])}")
+        for note in result["notes"]:
+            err.print(f"[yellow]note:[/] {note}")
     if result["hash_mismatches"] or not result["parity"]["passed"]:
         raise CheckFailedError(f"{directory} failed validation",
                                why="; ".join(result["hash_mismatches"]) or f"parity broke at {result['parity']['broke_at']}")

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from deployconv.validate.latency import BenchResult
 
 RuntimeOpt = Annotated[str, typer.Option(
-    "--runtime", "-r", help="ort-cpu; ort-cuda (needs onnxruntime-gpu and a GPU); trt (TensorRT, issue #5).")]
+    "--runtime", "-r", help="ort-cpu; ort-cuda (needs onnxruntime-gpu and a GPU); trt (a TensorRT engine.plan, or an ONNX built into one; needs tensorrt and a GPU).")]
 BatchOpt = Annotated[int | None, typer.Option(
     "--batch", "-b", min=1, help="Batch for a dynamic batch dim (default 1); must equal a static batch.")]
 ThreadsOpt = Annotated[int | None, typer.Option(

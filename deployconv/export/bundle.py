@@ -227,6 +227,10 @@ def make_bundle(export_dir: Path, out_dir: Path, *, force: bool = False, root: P
     with atomic_dir(out_dir, force) as tmp:
         for name in EXPORT_FILES:
             shutil.copyfile(export_dir / name, tmp / name)
+        twin = manifest.get("ort_model", "model.onnx")
+        if twin != "model.onnx":  # the plugin graph's ONNX Runtime twin: on-device parity without the engine
+            (tmp / twin).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(export_dir / twin, tmp / twin)
         n_plugin = copy_sources(plugin_src, tmp / PLUGINS_DIR) if has_plugin_src else 0
         n_python = 0
         if has_python_src:
@@ -244,7 +248,7 @@ def make_bundle(export_dir: Path, out_dir: Path, *, force: bool = False, root: P
             plugin_archs=tuple(target.tensorrt.plugin_archs) if target.tensorrt else (),
             has_plugin_sources=bool(n_plugin), has_python_sources=bool(n_python), trtexec=trtexec,
             trtexec_note=trtexec_note, dla_summary=dla.summary() if dla else None,
-            device_notes=target.device.notes if target.device else ())))
+            device_notes=target.device.notes if target.device else (), has_ort_twin=twin != "model.onnx")))
         body = {k: v for k, v in manifest.items() if k != "files"}
         body["bundle"] = {
             "format": BUNDLE_FORMAT,

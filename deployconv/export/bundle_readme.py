@@ -30,6 +30,7 @@ class ReadmeFacts:
     trtexec_note: str
     dla_summary: str | None
     device_notes: tuple[str, ...] = field(default=())
+    has_ort_twin: bool = False  # ort/model.onnx: the plugin graph with ONNX-domain lowerings
 
 
 _HEAD = """# deployconv device bundle: {model} -> {target}
@@ -142,6 +143,9 @@ something."""
 def render_readme(f: ReadmeFacts) -> str:
     trt = f.runtime == "tensorrt"
     extra = []
+    if f.has_ort_twin:
+        extra.append("| `ort/model.onnx` | the same model with ONNX-domain ops instead of plugin nodes: what ONNX "
+                     "Runtime runs for `deployconv check`/`validate` without the engine |")
     if f.has_plugin_sources:
         extra.append("| `plugins/` | deployconv's CUDA kernels and TensorRT plugins (CMake), built on the device"
                      + ("" if f.plugins else " (this model uses none)") + " |")

@@ -484,7 +484,8 @@ def ort_parity(directory: Path, target: Any) -> dict[str, Any]:
         raise BadInputError(f"{directory} has no reference.npz", fix="re-make the bundle with this deployconv version")
     ref = np.load(ref_path)
     inputs, expected = ref["input"], ref["expected"].astype(np.float64)
-    with OrtRunner(directory / "model.onnx") as runner:
+    manifest = read_manifest(directory)
+    with OrtRunner(directory / manifest.get("ort_model", "model.onnx")) as runner:
         name, meta = next(iter(runner.input_metadata().items()))
         batch = meta.shape[0] if meta.shape and isinstance(meta.shape[0], int) and meta.shape[0] > 0 else None
         step = batch or len(inputs)
@@ -509,7 +510,7 @@ def _parity_check(directory: Path, manifest: dict[str, Any], target: Any, env: E
     expected = f"ONNX Runtime vs reference.npz: max abs/scale <= {budget.max_abs_rel_scale:g}, cosine >= " \
                f"{budget.min_cosine}"
     plugins = [p["name"] for p in manifest.get("plugins", [])]
-    if plugins:
+    if plugins and manifest.get("ort_model", "model.onnx") == "model.onnx":
         return Check("parity", SKIP, f"the ONNX has plugin nodes ({', '.join(plugins)}) ONNX Runtime cannot run",
                      expected, "check parity with TensorRT: `deployconv validate .` after build-engine")
     if env.onnxruntime is None:
@@ -519,7 +520,8 @@ def _parity_check(directory: Path, manifest: dict[str, Any], target: Any, env: E
     except DeployconvError as e:
         return Check("parity", FAIL, e.what, expected, e.fix)
     m = parity["stages"][-1].get("vs_previous") or {}
-    found = f"max abs/scale {m.get('max_abs_rel_scale', float('nan')):.2e}, cosine {m.get('cosine', float('nan')):.8f}"
+    twin = f"{manifest['ort_model']} (the plugin graph's ONNX Runtime twin): " if plugins else ""
+    found = twin + f"max abs/scale {m.get('max_abs_rel_scale', float('nan')):.2e}, cosine {m.get('cosine', float('nan')):.8f}"
     if not parity["passed"]:
         failures = "; ".join(f for s in parity["stages"] for f in s.get("failures", []))
         return Check("parity", FAIL, f"{found} ({failures})", expected,

@@ -1,16 +1,20 @@
-"""`deployconv validate DIR`: re-check an exported directory without PyTorch.
+"""`deployconv validate DIR`: re-check an exported directory or device bundle.
 
-Hashes against manifest.json, then the ONNX graph on ONNX Runtime against reference.npz (inputs and the
-train-form outputs recorded at export), within the target's budget."""
+Hashes against manifest.json, then the model against reference.npz (inputs and the train-form outputs recorded at
+export), within the target's budget: the ONNX on ONNX Runtime where it is installed, and engine.plan on TensorRT
+for TensorRT targets where both exist. Where PyTorch and the model source are available the whole chain re-runs
+first. Torch-free otherwise: a Jetson with TensorRT, numpy and cuda-python validates its engine."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from deployconv.errors import BadInputError
+from deployconv.errors import BadInputError, MissingEnvironmentError
 from deployconv.export.manifest import read_manifest, verify_hashes
 from deployconv.export.targets import FP32_BUDGET, target_of_manifest
 
@@ -40,8 +44,79 @@ def _torch_chain(manifest: dict[str, Any]) -> tuple[list | None, str]:
     return torch_stages(train, reparameterize(train)), "full chain re-run from the model source"
 
 
-def recheck_dir(directory: Path, *, torch_free: bool = False) -> dict[str, Any]:
-    from deployconv.runtime.ort import OrtRunner
+RUNTIME_CHOICES = ("auto", "ort", "trt")
+
+
+@dataclass(frozen=True)
+class ValidationPlan:
+    """Which runtimes re-run the model against reference.npz, and why the others do not."""
+
+    ort: bool
+    trt: bool
+    notes: tuple[str, ...]
+
+
+def plan_validation(requested: str, target_runtime: str, engine_present: bool, have_ort: bool,
+                    have_trt: bool) -> ValidationPlan:
+    """Pure decision: ONNX Runtime runs the ONNX (the plugin graph's twin where there is one) wherever it is
+    installed; TensorRT runs engine.plan for TensorRT targets where both exist. `requested` "ort"/"trt" insists
+    on one (MissingEnvironmentError when it cannot run). A device with only TensorRT (no onnxruntime) validates
+    the engine alone; with neither, nothing can run."""
+    if requested not in RUNTIME_CHOICES:
+        raise BadInputError(f"unknown runtime {requested!r}", fix=f"use one of {', '.join(RUNTIME_CHOICES)}")
+    notes: list[str] = []
+    want_trt = requested == "trt" or (requested == "auto" and target_runtime == "tensorrt")
+    trt = want_trt and engine_present and have_trt
+    if want_trt and not trt:
+        why = "no engine.plan here (build it: `deployconv build-engine DIR`)" if not engine_present \
+            else "TensorRT is not installed"
+        if requested == "trt":
+            raise MissingEnvironmentError(f"cannot validate with TensorRT: {why}",
+                                          fix="build the engine on this device, or use --runtime ort")
+        notes.append(f"engine not checked: {why}")
+    ort = have_ort and requested != "trt"
+    if requested == "ort" and not have_ort:
+        raise MissingEnvironmentError("cannot validate with ONNX Runtime: onnxruntime is not installed",
+                                      fix="pip install onnxruntime (deployconv[ort]), or use --runtime trt")
+    if not ort and not trt:
+        raise MissingEnvironmentError("nothing here can run the model: neither onnxruntime nor TensorRT (with "
+                                      "an engine.plan) is available",
+                                      fix="pip install onnxruntime, or build the engine with TensorRT: "
+                                          "`deployconv build-engine DIR`")
+    return ValidationPlan(ort, trt, tuple(notes))
+
+
+def _chunked(runner: Any, max_batch: int | None) -> Callable[[np.ndarray], np.ndarray]:
+    """A parity stage over `runner`: static-batch models (DLA) take the reference in chunks of their batch,
+    dynamic ones in chunks of at most the profile's max batch."""
+    runner.activate()
+    name, meta = next(iter(runner.input_metadata().items()))
+    static = meta.shape[0] if meta.shape and isinstance(meta.shape[0], int) and meta.shape[0] > 0 else None
+    dtype = meta.dtype or np.float32
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        step = static or min(len(batch), max_batch or len(batch))
+        outs = [next(iter(runner.infer({name: batch[i:i + step].astype(dtype)}).values()))
+                for i in range(0, len(batch), step)]
+        return np.concatenate([np.asarray(o, dtype=np.float64) for o in outs], axis=0)
+
+    return run
+
+
+def _plugin_libraries(directory: Path, manifest: dict[str, Any], plugins: list[str] | None) -> list[str]:
+    if plugins or not manifest.get("plugins"):
+        return list(plugins or ())
+    from deployconv.export.bundle_readme import PLUGIN_LIBRARY
+    from deployconv.plugins.library import plugin_library
+
+    local = directory / PLUGIN_LIBRARY  # a device bundle builds its own
+    return [plugin_library(local if local.is_file() else None).path]
+
+
+def recheck_dir(directory: Path, *, torch_free: bool = False, runtime: str = "auto",
+                plugins: list[str] | None = None) -> dict[str, Any]:
+    import importlib.util
+
     from deployconv.validate.parity import run_chain
 
     directory = Path(directory)
@@ -54,19 +129,22 @@ def recheck_dir(directory: Path, *, torch_free: bool = False) -> dict[str, Any]:
         raise BadInputError(f"{directory} has no reference.npz", fix="re-export with this deployconv version")
     ref = np.load(ref_path)
     target = target_of_manifest(manifest, str(directory / "manifest.json"))
-    runner = OrtRunner(directory / manifest.get("ort_model", "model.onnx"))
-    runner.activate()
-    name = next(iter(runner.input_metadata()))
+    plan = plan_validation(runtime, target.runtime, (directory / "engine.plan").is_file(),
+                           importlib.util.find_spec("onnxruntime") is not None,
+                           importlib.util.find_spec("tensorrt") is not None)
+    max_batch = None if not target.dynamic_batch else target.max_batch
+    runners = []
+    model_stages = []
+    if plan.ort:
+        from deployconv.runtime.ort import OrtRunner
 
-    meta = runner.input_metadata()[name]
-    static = meta.shape[0] if meta.shape and isinstance(meta.shape[0], int) else None
-    dtype = meta.dtype or np.float32
+        runners.append(OrtRunner(directory / manifest.get("ort_model", "model.onnx")))
+        model_stages.append(("onnx (ort-cpu)", _chunked(runners[-1], max_batch)))
+    if plan.trt:
+        from deployconv.runtime.trt import TrtRunner
 
-    def onnx_stage(batch: np.ndarray) -> np.ndarray:
-        step = static or len(batch)  # static-batch exports (DLA) take the reference in chunks of their batch
-        outs = [next(iter(runner.infer({name: batch[i:i + step].astype(dtype)}).values()))
-                for i in range(0, len(batch), step)]
-        return np.concatenate([np.asarray(o, dtype=np.float64) for o in outs], axis=0)
+        runners.append(TrtRunner(directory / "engine.plan", plugins=_plugin_libraries(directory, manifest, plugins)))
+        model_stages.append(("engine (tensorrt)", _chunked(runners[-1], max_batch)))
 
     expected = ref["expected"].astype(np.float64)
     inputs = ref["input"]
@@ -75,11 +153,15 @@ def recheck_dir(directory: Path, *, torch_free: bool = False) -> dict[str, Any]:
     recorded = ("reference (train-fp32, recorded)", lambda _b: expected)
     if chain:  # fp64 -> fp32 train -> recorded reference (must equal a fresh fp32 run) -> deploy -> ONNX
         fp64, fp32, deploy = chain
-        stages = [fp64, fp32, recorded, deploy, ("onnx (ort-cpu)", onnx_stage)]
+        stages = [fp64, fp32, recorded, deploy, *model_stages]
     else:
-        stages = [recorded, ("onnx (ort-cpu)", onnx_stage)]
+        stages = [recorded, *model_stages]
     budget = FP32_BUDGET if target.precision != "fp32" else target.budget
-    parity, _ = run_chain(stages, [inputs], budget, {"reference.npz": {"samples": int(inputs.shape[0])}},
-                          stage_budgets={"onnx (ort-cpu)": target.budget})
-    runner.deactivate()
-    return {"directory": str(directory), "mode": mode, "hash_mismatches": mismatches, "parity": parity.to_dict()}
+    try:
+        parity, _ = run_chain(stages, [inputs], budget, {"reference.npz": {"samples": int(inputs.shape[0])}},
+                              stage_budgets={name: target.budget for name, _ in model_stages})
+    finally:
+        for r in runners:
+            r.deactivate()
+    return {"directory": str(directory), "mode": mode, "runtimes": [n for n, _ in model_stages],
+            "notes": list(plan.notes), "hash_mismatches": mismatches, "parity": parity.to_dict()}
