@@ -21,7 +21,10 @@ def parity_table(parity: dict[str, Any]) -> Any:
             "[green]ok[/]" if s["passed"] else "[red]FAIL[/]: " + "; ".join(s["failures"]),
         ])
     b = parity["budget"]
-    title = (f"parity chain (budget: max abs/scale <= {b['max_abs_rel_scale']:.0e}, cosine >= {b['min_cosine']})")
+    title = f"parity chain (budget: max abs/scale <= {b['max_abs_rel_scale']:.0e}, cosine >= {b['min_cosine']})"
+    own = [(s["stage"], s["budget"]) for s in parity["stages"] if s.get("budget") and s["budget"] != b]
+    for stage, sb in own:  # precision stages carry their own budget
+        title += f"; {stage}: <= {sb['max_abs_rel_scale']:.0e}, cosine >= {sb['min_cosine']}"
     return table(title, ["stage", "vs", "max abs", "p99 abs", "max abs/scale", "cosine", "top-1", "vs fp64 ref", ""],
                  rows)
 
