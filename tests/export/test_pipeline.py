@@ -180,3 +180,21 @@ def test_broken_lowering_is_attributed_to_the_layer(tmp_path, monkeypatch):
     par = res.report["parity"]
     assert not res.passed and par["broke_at"] == "onnx-raw (ort-cpu)"
     assert par["first_divergence"]["module"].endswith("ska"), par["first_divergence"]
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("tensorrt") is not None,
+                    reason="TensorRT is installed here: the engine would be built, not skipped")
+def test_trt_target_without_tensorrt_skips_the_engine_and_require_engine_exits_3(tmp_path):
+    from typer.testing import CliRunner
+
+    from deployconv.cli import app
+
+    args = ["export", "--model", f"{FIXTURE}:build", "--target", "trt-fp32", "--no-bench"]
+    ok = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a")])
+    assert ok.exit_code == 0, ok.output
+    assert "skipped: TensorRT not installed" in ok.output and "deployconv build-engine" in ok.output
+    engine = json.loads((tmp_path / "a" / "report.json").read_text())["engine"]
+    assert engine["status"] == "skipped: TensorRT not installed" and engine["trtexec"]
+    strict = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b"), "--require-engine"])
+    assert strict.exit_code == 3 and "Traceback" not in strict.output
+    assert (tmp_path / "b" / "model.onnx").is_file()  # the export itself is kept
