@@ -111,3 +111,13 @@ if __name__ == "__main__":
     import json
 
     print(json.dumps(fingerprint(), indent=2))
+
+
+def package_version(dist: str) -> str | None:
+    """The installed version of distribution `dist`, or None when it is not installed."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None

@@ -34,6 +34,7 @@ import numpy as np
 import onnx
 
 from benchmarks._env import fingerprint as env_fingerprint
+from benchmarks._env import package_version
 from deployconv.atomic import write_text_atomic
 
 RESULTS = Path(__file__).parent / "results" / "fp16_converters_cpu.json"
@@ -295,20 +296,11 @@ def main() -> None:
                "conditions": {"threads": args.threads, "inputs": "N(0,1), 2 batches x 2, seed 0",
                               "weights": "seeded init (no checkpoints), as `deployconv export` without --weights",
                               "onnxruntime": ort.__version__, "onnx": onnx.__version__,
-                              "onnxconverter_common": _v("onnxconverter-common"),
+                              "onnxconverter_common": package_version("onnxconverter-common"),
                               "fp32_ops_list": sens, "modelopt_python": args.modelopt_python},
                "env": env_fingerprint(), "ort_cpu_fp16_kernels": kernels, "results": rows}
     write_text_atomic(args.out, json.dumps(payload, indent=2, default=str) + "\n")
     print(f"wrote {args.out}")
-
-
-def _v(dist: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks._env import package_version
 from deployconv.atomic import write_text_atomic
 from deployconv.validate.fingerprint import collect
 
@@ -76,20 +77,11 @@ def main() -> None:
     tot = {t: sum(r["seconds"].get(t, 0) for r in rows) for t in ("onnxsim", "onnxslim")}
     fails = {t: [r["model"] for r in rows if r["error"].get(t)] for t in ("onnxsim", "onnxslim")}
     payload = {"benchmark": "simplifiers", "conditions": {"threads": args.threads, "batch": 1, "iters": args.iters,
-               "onnxsim": _v("onnxsim"), "onnxslim": _v("onnxslim"), "onnxruntime": ort.__version__},
+               "onnxsim": package_version("onnxsim"), "onnxslim": package_version("onnxslim"), "onnxruntime": ort.__version__},
                "env": collect(runtime="onnxruntime", runtime_version=ort.__version__, threads=args.threads).to_dict(),
                "total_seconds": tot, "failures": fails, "results": rows}
     write_text_atomic(args.out, json.dumps(payload, indent=2) + "\n")
     print(f"wrote {args.out}; total simplify seconds {tot}; failures {fails}")
-
-
-def _v(dist: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -89,6 +90,19 @@ def to_fp16(proto: onnx.ModelProto, *, io_dtype: str = "fp32",
             keep_fp32_nodes: frozenset[str] = frozenset()) -> onnx.ModelProto:
     """Mixed-precision fp16 copy of an fp32 graph (the input is not modified). See the module docstring."""
     return convert_fp16(proto, io_dtype=io_dtype, keep_fp32_nodes=keep_fp32_nodes)[0]
+
+
+def unique_namer(taken: set[str]) -> Callable[[str], str]:
+    """A function giving names not in `taken` (a `_` appended until free), each added to `taken`."""
+
+    def fresh(base: str) -> str:
+        name = base
+        while name in taken:
+            name += "_"
+        taken.add(name)
+        return name
+
+    return fresh
 
 
 def ensure_node_names(proto: onnx.ModelProto) -> onnx.ModelProto:
@@ -339,12 +353,7 @@ class _Plan:
         ref: dict[tuple[str, int], str] = {}
         taken = {t for n in g.node for t in (*n.input, *n.output)} | self.graph_inputs | {t.name for t in g.initializer}
 
-        def fresh(base: str) -> str:
-            name = base
-            while name in taken:
-                name += "_"
-            taken.add(name)
-            return name
+        fresh = unique_namer(taken)
 
         output_names = {o.name for o in g.output}
         # (source, dtype) -> a tensor that already holds that cast (retargeted Casts, Casts made here)

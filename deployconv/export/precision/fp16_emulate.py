@@ -19,7 +19,7 @@ from __future__ import annotations
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from deployconv.export.precision.fp16 import typing_view
+from deployconv.export.precision.fp16 import typing_view, unique_namer
 
 FLOAT, FLOAT16 = TensorProto.FLOAT, TensorProto.FLOAT16
 # ops whose fp16 output only selects, moves or compares fp16 inputs: it is exactly representable, no rounding
@@ -45,12 +45,7 @@ def emulation_twin(mixed: onnx.ModelProto) -> onnx.ModelProto:
             t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype("float32"), t.name))
     taken = {t for n in tg.node for t in (*n.input, *n.output)} | {i.name for i in tg.input}
 
-    def fresh(base: str) -> str:
-        name = base
-        while name in taken:
-            name += "_"
-        taken.add(name)
-        return name
+    fresh = unique_namer(taken)
 
     def rounding(src: str, dst: str) -> list[onnx.NodeProto]:
         half = fresh(f"{dst}__as_fp16")
