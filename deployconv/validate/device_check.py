@@ -470,41 +470,6 @@ def _hash_check(directory: Path, manifest: dict[str, Any]) -> Check:
     return Check("files", PASS, f"all {len(files)} match", expected)
 
 
-def ort_parity(directory: Path, target: Any) -> dict[str, Any]:
-    """The torch-free half of `deployconv validate` (recorded reference -> model.onnx on ONNX Runtime, within
-    the target's budget), fed in chunks of the model's batch: a static-batch (DLA) model takes its own batch
-    only, while reference.npz holds several."""
-    import numpy as np
-
-    from deployconv.runtime.ort import OrtRunner
-    from deployconv.validate.parity import run_chain
-
-    ref_path = directory / "reference.npz"
-    if not ref_path.is_file():
-        raise BadInputError(f"{directory} has no reference.npz", fix="re-make the bundle with this deployconv version")
-    ref = np.load(ref_path)
-    inputs, expected = ref["input"], ref["expected"].astype(np.float64)
-    manifest = read_manifest(directory)
-    with OrtRunner(directory / manifest.get("ort_model", "model.onnx")) as runner:
-        name, meta = next(iter(runner.input_metadata().items()))
-        batch = meta.shape[0] if meta.shape and isinstance(meta.shape[0], int) and meta.shape[0] > 0 else None
-        step = batch or len(inputs)
-        if len(inputs) % step:
-            raise BadInputError(f"reference.npz has {len(inputs)} samples, not a multiple of the model's batch {step}",
-                                fix="re-export: the reference must be recorded at the model's batch")
-        chunks = [inputs[i:i + step] for i in range(0, len(inputs), step)]
-        pairs = [(c, expected[i * step:(i + 1) * step]) for i, c in enumerate(chunks)]
-
-        def recorded(batch: Any) -> Any:  # the outputs recorded at export for exactly this chunk
-            return next(e for c, e in pairs if c is batch)
-
-        parity, _ = run_chain(
-            [("reference (train-fp32, recorded)", recorded),
-             ("onnx (onnxruntime)", lambda b: np.asarray(next(iter(runner.infer({name: b}).values())), np.float64))],
-            chunks, target.budget, {"reference.npz": {"samples": len(inputs), "batch": step}})
-    return parity.to_dict()
-
-
 def _parity_check(directory: Path, manifest: dict[str, Any], target: Any, env: Environment) -> Check:
     budget = target.budget
     expected = f"ONNX Runtime vs reference.npz: max abs/scale <= {budget.max_abs_rel_scale:g}, cosine >= " \
@@ -515,8 +480,10 @@ def _parity_check(directory: Path, manifest: dict[str, Any], target: Any, env: E
                      expected, "check parity with TensorRT: `deployconv validate .` after build-engine")
     if env.onnxruntime is None:
         return Check("parity", SKIP, "onnxruntime not installed (see the onnxruntime check)", expected)
+    from deployconv.validate.recheck import reference_parity
+
     try:
-        parity = ort_parity(directory, target)
+        parity = reference_parity(directory, manifest, target, runtime="ort")["parity"]
     except DeployconvError as e:
         return Check("parity", FAIL, e.what, expected, e.fix)
     m = parity["stages"][-1].get("vs_previous") or {}

@@ -95,6 +95,9 @@ def _chunked(runner: Any, max_batch: int | None) -> Callable[[np.ndarray], np.nd
     dtype = meta.dtype or np.float32
 
     def run(batch: np.ndarray) -> np.ndarray:
+        if static and len(batch) % static:
+            raise BadInputError(f"reference.npz has {len(batch)} samples, not a multiple of the model's batch {static}",
+                                fix="re-export: the reference must be recorded at the model's batch")
         step = static or min(len(batch), max_batch or len(batch))
         outs = [next(iter(runner.infer({name: batch[i:i + step].astype(dtype)}).values()))
                 for i in range(0, len(batch), step)]
@@ -113,55 +116,62 @@ def _plugin_libraries(directory: Path, manifest: dict[str, Any], plugins: list[s
     return [plugin_library(local if local.is_file() else None).path]
 
 
-def recheck_dir(directory: Path, *, torch_free: bool = False, runtime: str = "auto",
-                plugins: list[str] | None = None) -> dict[str, Any]:
+def reference_parity(directory: Path, manifest: dict[str, Any], target: Any, *, runtime: str = "auto",
+                     plugins: list[str] | None = None, torch_chain: list | None = None) -> dict[str, Any]:
+    """The model in `directory` against its reference.npz, on the runtimes `plan_validation` picks, after the
+    PyTorch stages `torch_chain` (fp64, fp32, deploy) when given. Shared by `validate` and `check`."""
     import importlib.util
 
     from deployconv.validate.parity import run_chain
 
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise BadInputError(f"{directory} is not a directory", fix="pass the folder written by `deployconv export`")
-    manifest = read_manifest(directory)
-    mismatches = verify_hashes(directory, manifest)
     ref_path = directory / "reference.npz"
     if not ref_path.is_file():
         raise BadInputError(f"{directory} has no reference.npz", fix="re-export with this deployconv version")
     ref = np.load(ref_path)
-    target = target_of_manifest(manifest, str(directory / "manifest.json"))
     plan = plan_validation(runtime, target.runtime, (directory / "engine.plan").is_file(),
                            importlib.util.find_spec("onnxruntime") is not None,
                            importlib.util.find_spec("tensorrt") is not None)
     max_batch = None if not target.dynamic_batch else target.max_batch
     runners = []
     model_stages = []
-    if plan.ort:
-        from deployconv.runtime.ort import OrtRunner
-
-        runners.append(OrtRunner(directory / manifest.get("ort_model", "model.onnx")))
-        model_stages.append(("onnx (ort-cpu)", _chunked(runners[-1], max_batch)))
-    if plan.trt:
-        from deployconv.runtime.trt import TrtRunner
-
-        runners.append(TrtRunner(directory / "engine.plan", plugins=_plugin_libraries(directory, manifest, plugins)))
-        model_stages.append(("engine (tensorrt)", _chunked(runners[-1], max_batch)))
-
-    expected = ref["expected"].astype(np.float64)
-    inputs = ref["input"]
-    chain, mode = (None, "--torch-free: checked ONNX against the recorded reference only") if torch_free \
-        else _torch_chain(manifest)
-    recorded = ("reference (train-fp32, recorded)", lambda _b: expected)
-    if chain:  # fp64 -> fp32 train -> recorded reference (must equal a fresh fp32 run) -> deploy -> ONNX
-        fp64, fp32, deploy = chain
-        stages = [fp64, fp32, recorded, deploy, *model_stages]
-    else:
-        stages = [recorded, *model_stages]
-    budget = FP32_BUDGET if target.precision != "fp32" else target.budget
     try:
+        if plan.ort:
+            from deployconv.runtime.ort import OrtRunner
+
+            runners.append(OrtRunner(directory / manifest.get("ort_model", "model.onnx")))
+            model_stages.append(("onnx (ort-cpu)", _chunked(runners[-1], max_batch)))
+        if plan.trt:
+            from deployconv.runtime.trt import TrtRunner
+
+            runners.append(TrtRunner(directory / "engine.plan",
+                                     plugins=_plugin_libraries(directory, manifest, plugins)))
+            model_stages.append(("engine (tensorrt)", _chunked(runners[-1], max_batch)))
+        expected = ref["expected"].astype(np.float64)
+        inputs = ref["input"]
+        recorded = ("reference (train-fp32, recorded)", lambda _b: expected)
+        if torch_chain:  # fp64 -> fp32 train -> recorded reference (must equal a fresh fp32 run) -> deploy -> models
+            fp64, fp32, deploy = torch_chain
+            stages = [fp64, fp32, recorded, deploy, *model_stages]
+        else:
+            stages = [recorded, *model_stages]
+        budget = FP32_BUDGET if target.precision != "fp32" else target.budget
         parity, _ = run_chain(stages, [inputs], budget, {"reference.npz": {"samples": int(inputs.shape[0])}},
                               stage_budgets={name: target.budget for name, _ in model_stages})
     finally:
         for r in runners:
             r.deactivate()
-    return {"directory": str(directory), "mode": mode, "runtimes": [n for n, _ in model_stages],
-            "notes": list(plan.notes), "hash_mismatches": mismatches, "parity": parity.to_dict()}
+    return {"runtimes": [n for n, _ in model_stages], "notes": list(plan.notes), "parity": parity.to_dict()}
+
+
+def recheck_dir(directory: Path, *, torch_free: bool = False, runtime: str = "auto",
+                plugins: list[str] | None = None) -> dict[str, Any]:
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise BadInputError(f"{directory} is not a directory", fix="pass the folder written by `deployconv export`")
+    manifest = read_manifest(directory)
+    mismatches = verify_hashes(directory, manifest)
+    target = target_of_manifest(manifest, str(directory / "manifest.json"))
+    chain, mode = (None, "--torch-free: checked ONNX against the recorded reference only") if torch_free \
+        else _torch_chain(manifest)
+    result = reference_parity(directory, manifest, target, runtime=runtime, plugins=plugins, torch_chain=chain)
+    return {"directory": str(directory), "mode": mode, "hash_mismatches": mismatches, **result}
