@@ -107,12 +107,6 @@ def fingerprint() -> dict:
     return asdict(env)
 
 
-if __name__ == "__main__":
-    import json
-
-    print(json.dumps(fingerprint(), indent=2))
-
-
 def package_version(dist: str) -> str | None:
     """The installed version of distribution `dist`, or None when it is not installed."""
     from importlib import metadata
@@ -121,3 +115,71 @@ def package_version(dist: str) -> str | None:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return None
+
+
+def _nvidia_smi(*fields: str) -> list[str] | None:
+    """One value per field for GPU 0 from `nvidia-smi --query-gpu`, or None when nvidia-smi is absent or fails."""
+    try:
+        r = subprocess.run(["nvidia-smi", f"--query-gpu={','.join(fields)}", "--format=csv,noheader,nounits",
+                            "-i", "0"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if r.returncode != 0 or not r.stdout.strip():
+        return None
+    values = [v.strip() for v in r.stdout.strip().splitlines()[0].split(",")]
+    return values if len(values) == len(fields) else None
+
+
+def _nvcc_version() -> str | None:
+    import shutil
+
+    nvcc = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if Path("/usr/local/cuda/bin/nvcc").exists() else None)
+    if nvcc is None:
+        return None
+    try:
+        out = subprocess.run([nvcc, "--version"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = [ln for ln in out.splitlines() if "release" in ln]
+    return lines[-1].split("release", 1)[1].strip() if lines else None
+
+
+_SMI_FIELDS = ("name", "driver_version", "clocks.sm", "clocks.max.sm", "clocks.mem", "power.limit", "temperature.gpu",
+               "persistence_mode", "mig.mode.current")
+
+
+def gpu_fingerprint() -> dict:
+    """The GPU side of a result's conditions: device, driver, CUDA (runtime torch was built with, driver API,
+    nvcc), torch / cuDNN / Triton / torchvision versions, and nvidia-smi's clocks, power limit, temperature and
+    modes at the time of the call (clocks cannot be fixed on a lent machine, so they are recorded instead).
+    Every field is None where it cannot be read; never raises."""
+    out: dict = {"gpu": None, "compute_capability": None, "sms": None, "memory_gib": None, "l2_bytes": None,
+                 "driver": None, "cuda_runtime": None, "cuda_driver_api": None, "nvcc": _nvcc_version(),
+                 "torch": None, "cudnn": None, "triton": package_version("triton"),
+                 "torchvision": package_version("torchvision"), "nvidia_smi": None}
+    smi = _nvidia_smi(*_SMI_FIELDS)
+    if smi is not None:
+        out["nvidia_smi"] = dict(zip(_SMI_FIELDS, smi))
+        out["gpu"], out["driver"] = smi[0], smi[1]
+    try:
+        import torch
+    except ImportError:
+        return out
+    out["torch"], out["cuda_runtime"] = torch.__version__, torch.version.cuda
+    try:
+        out["cudnn"] = torch.backends.cudnn.version()
+        if torch.cuda.is_available():
+            p = torch.cuda.get_device_properties(0)
+            out.update(gpu=p.name, compute_capability=f"{p.major}.{p.minor}", sms=p.multi_processor_count,
+                       memory_gib=round(p.total_memory / 2**30, 1), l2_bytes=int(getattr(p, "L2_cache_size", 0)))
+            v = torch._C._cuda_getDriverVersion()  # e.g. 13000 for CUDA 13.0
+            out["cuda_driver_api"] = f"{v // 1000}.{v % 1000 // 10}"
+    except Exception as e:  # a broken driver install: record it, the run goes on
+        out["error"] = f"{type(e).__name__}: {e}"
+    return out
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(gpu_fingerprint() if "--gpu" in sys.argv[1:] else fingerprint(), indent=2))

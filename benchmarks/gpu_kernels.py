@@ -2,11 +2,13 @@
 today, on realistic shapes, on one GPU.
 
     python -m benchmarks.gpu_kernels [--kernels ska,dcnv2,dcnv4,dwconv] [--dtypes fp16,fp32] [--quick]
-                                     [--out FILE | --out-dir DIR]
+                                     [--budget-s S] [--out FILE | --out-dir DIR]
 
 Kernels, shapes and baselines:
   ska     LSNet's LSConv (SKA + BN affine + residual, fused) at every lsnet_t/s/b stage shape that has one
           (224 px), batch 1 and 16; baseline: the PyTorch reference (pad + 9 fused multiply-adds) + affine + add.
+          Plus "bandwidth" rows: lsnet_t's shapes at the smallest batch whose compulsory bytes are >= 4x the L2,
+          so DRAM serves them (the 224 px rows fit in an H100/H200 L2); the SKA goal is judged on those.
   dcnv2   ResNet-50-DCN's 3x3 DCN convs, stage 3 and 4, at detection size (800x1333 input) batch 1 and at
           224 px batch 16; baseline: torchvision.ops.deform_conv2d (im2col + GEMM) when importable, else the
           deployconv reference.
@@ -21,6 +23,9 @@ compulsory bytes (every input read once, the output written once), TFLOP/s, % of
 bandwidth (a large device-to-device copy in the same run) and of its measured fp32 peak (an fp32 SGEMM),
 whether the working set fits in L2 (then GB/s can exceed DRAM bandwidth), speedup over each baseline, and the
 max relative difference to the first baseline (a sanity check, not a tolerance test: tests/gpu does that).
+Goals (benchmarks/gpu_goals.py, issue #10) are judged on the rows of the same run and recorded as met / not met
+/ not evaluated with their numbers. --budget-s: cases that would start after the budget are skipped (and listed),
+the JSON is written either way; an exception in one kernel family is recorded and the others still run.
 Results: a table on stdout and JSON (device, torch/CUDA versions, shapes, conditions, environment) written
 atomically to benchmarks/results/gpu_kernels_<gpu>.json or --out.
 """
@@ -31,6 +36,8 @@ import argparse
 import json
 import math
 import statistics
+import time
+import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -76,16 +83,28 @@ class Row:
     working_set_fits_l2: bool
     max_rel_diff_vs_baseline: float
     timing: dict[str, str] = field(default_factory=dict)  # "graph" or "eager (why)" per timed function
+    purpose: str = "model"  # "model": a real model's shape; "bandwidth": sized past the L2 for the DRAM goal
 
 
 # --- pure arithmetic --------------------------------------------------------------------------------------------
 
 
 def ska_cost(n: int, c: int, h: int, w: int, es: int) -> tuple[int, int]:
-    """(compulsory bytes, FLOPs): x, the (N, C/8, 9, H, W) weights and scale/shift read once (the residual is x),
-    y written once; 9 FMAs + affine + add per output."""
+    """(compulsory bytes, FLOPs) of the fused LSConv form `ext.ska(x, w, scale, shift, residual=x)`.
+
+    Compulsory bytes: the least any implementation must move between DRAM and the chip, every tensor touched
+    exactly once: x (N*C*H*W elements; the residual IS x, so it is not counted twice) and the weights
+    (N*G*9*H*W, G = C/8) read, y (N*C*H*W) written, at `es` bytes per element, plus scale and shift (C fp32
+    each). FLOPs: 9 multiply-adds + scale, shift and residual add per output element."""
     g = c // 8
     return es * (2 * n * c * h * w + n * g * 9 * h * w) + 8 * c, n * c * h * w * (2 * 9 + 3)
+
+
+def bandwidth_batch(c: int, h: int, w: int, es: int, l2_bytes: int, factor: int = 4) -> int:
+    """The smallest batch whose SKA compulsory bytes are >= factor * l2_bytes (at least 1): then each call streams
+    from DRAM, even when calls are replayed back to back."""
+    per_image = ska_cost(1, c, h, w, es)[0] - 8 * c
+    return max(1, math.ceil((factor * l2_bytes - 8 * c) / per_image))
 
 
 def dcn_cost(n: int, c: int, o: int, h: int, w: int, k: int, es: int) -> tuple[int, int]:
@@ -198,14 +217,21 @@ def measure_peaks(samples: int) -> dict:
 class Bench:
     """Times one case: ours and its baselines, and turns the numbers into a Row."""
 
-    def __init__(self, peaks: dict, l2_bytes: int, samples: int):
-        self.peaks, self.l2, self.samples = peaks, l2_bytes, samples
+    def __init__(self, peaks: dict, l2_bytes: int, samples: int, deadline: float = math.inf):
+        self.peaks, self.l2, self.samples, self.deadline = peaks, l2_bytes, samples, deadline
         self.rows: list[Row] = []
+        self.skipped: list[str] = []  # cases not started because the budget ran out
+
+    def over_budget(self) -> bool:
+        return time.monotonic() > self.deadline
 
     def add(self, kernel: str, case: str, dtype, shape: dict, ours: Callable, baselines: dict[str, Callable],
-            cost: tuple[int, int]) -> Row:
+            cost: tuple[int, int], purpose: str = "model") -> Row | None:
         import torch
 
+        if self.over_budget():
+            self.skipped.append(f"{kernel} {case} {str(dtype).replace('torch.', '')}")
+            return None
         first = next(iter(baselines.values()))
         diff = max_rel_diff(ours(), first())
         times, how = time_gpu(ours, self.samples)
@@ -222,7 +248,7 @@ class Bench:
             compulsory_bytes=nbytes, flops=flops, gb_per_s=nbytes / med / 1e6, tflop_per_s=flops / med / 1e9,
             pct_dram_peak=100 * nbytes / med / 1e6 / self.peaks["dram_gb_per_s"],
             pct_fp32_peak=100 * flops / med / 1e9 / self.peaks["fp32_sgemm_tflop_per_s"],
-            working_set_fits_l2=nbytes <= self.l2, max_rel_diff_vs_baseline=diff, timing=timing,
+            working_set_fits_l2=nbytes <= self.l2, max_rel_diff_vs_baseline=diff, timing=timing, purpose=purpose,
         )
         self.rows.append(row)
         torch.cuda.empty_cache()
@@ -244,18 +270,25 @@ def bench_ska(b: Bench, dtypes, batches) -> None:
     from deployconv.plugins import cuda_ext
 
     ext = cuda_ext.load_extension()
-    for dtype in dtypes:
-        for model, c, h, w in SKA_SHAPES:
-            for n in batches:
-                x = torch.randn(n, c, h, w, device="cuda", dtype=dtype)
-                wt = torch.randn(n, c // 8, 9, h, w, device="cuda", dtype=dtype)
-                sc = torch.rand(c, device="cuda") + 0.5
-                sh = torch.randn(c, device="cuda")
-                scx, shx = sc.to(dtype).view(1, c, 1, 1), sh.to(dtype).view(1, c, 1, 1)
-                b.add("ska", f"{model} {c}x{h}x{w} b{n}", dtype, {"N": n, "C": c, "H": h, "W": w, "G": c // 8},
-                      lambda x=x, wt=wt, sc=sc, sh=sh, ext=ext: ext.ska(x, wt, sc, sh, x),
-                      {"torch_reference": lambda x=x, wt=wt, scx=scx, shx=shx: ska_ref(x, wt) * scx + shx + x},
-                      ska_cost(n, c, h, w, x.element_size()))
+    cases = []
+    for dtype in dtypes:  # bandwidth rows first: the goal is judged on them
+        es = torch.empty((), dtype=dtype).element_size()
+        cases += [("bandwidth", dtype, model, c, h, w, bandwidth_batch(c, h, w, es, b.l2))
+                  for model, c, h, w in SKA_SHAPES if model == "lsnet_t"]
+    cases += [("model", dtype, model, c, h, w, n) for dtype in dtypes for model, c, h, w in SKA_SHAPES
+              for n in batches]
+    for purpose, dtype, model, c, h, w, n in cases:
+        x = torch.randn(n, c, h, w, device="cuda", dtype=dtype)
+        wt = torch.randn(n, c // 8, 9, h, w, device="cuda", dtype=dtype)
+        sc = torch.rand(c, device="cuda") + 0.5
+        sh = torch.randn(c, device="cuda")
+        scx, shx = sc.to(dtype).view(1, c, 1, 1), sh.to(dtype).view(1, c, 1, 1)
+        b.add("ska", f"{model} {c}x{h}x{w} b{n}" + (" (DRAM)" if purpose == "bandwidth" else ""), dtype,
+              {"N": n, "C": c, "H": h, "W": w, "G": c // 8},
+              lambda x=x, wt=wt, sc=sc, sh=sh, ext=ext: ext.ska(x, wt, sc, sh, x),
+              {"torch_reference": lambda x=x, wt=wt, scx=scx, shx=shx: ska_ref(x, wt) * scx + shx + x},
+              ska_cost(n, c, h, w, x.element_size()), purpose)
+        del x, wt
 
 
 def bench_dcnv2(b: Bench, dtypes) -> None:
@@ -365,20 +398,36 @@ def default_out(device_name: str) -> Path:
     return RESULTS_DIR / f"gpu_kernels_{safe_name(device_name).lower()}.json"
 
 
-def main() -> None:
-    import torch
-
-    from deployconv.atomic import write_text_atomic
-    from deployconv.errors import MissingEnvironmentError
-
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.gpu_kernels", description=__doc__.split("\n\n")[0])
     ap.add_argument("--kernels", default="ska,dcnv2,dcnv4,dwconv")
     ap.add_argument("--dtypes", default="fp16,fp32")
     ap.add_argument("--samples", type=int, default=25)
     ap.add_argument("--quick", action="store_true", help="batch 1 only, 9 samples: a smoke run")
     ap.add_argument("--out", type=Path, default=None, help="JSON path (default: results/gpu_kernels_<gpu>.json)")
     ap.add_argument("--out-dir", type=Path, default=None, help="write gpu_kernels_<gpu>.json into this directory")
-    args = ap.parse_args()
+    ap.add_argument("--budget-s", type=float, default=math.inf,
+                    help="skip (and list) the cases that would start after this many seconds; JSON is written anyway")
+    return ap
+
+
+def run_family(name: str, fn: Callable[[], None], errors: dict[str, str]) -> None:
+    """Run one kernel family; an exception is recorded (the other families still run)."""
+    try:
+        fn()
+    except Exception as e:  # a kernel that fails to launch must not hide the others' numbers
+        errors[name] = f"{type(e).__name__}: {e}"
+        print(f"{name}: FAILED\n{traceback.format_exc()}", flush=True)
+
+
+def main() -> None:
+    args = parser().parse_args()
+    t0 = time.monotonic()
+    import torch
+
+    from deployconv.atomic import write_text_atomic
+    from deployconv.errors import MissingEnvironmentError
+
     if not torch.cuda.is_available():
         raise MissingEnvironmentError("benchmarks.gpu_kernels needs a CUDA device",
                                       why="torch.cuda.is_available() is False", fix="run it on a GPU machine")
@@ -397,19 +446,26 @@ def main() -> None:
     peaks = measure_peaks(samples)
     print(f"measured: DRAM copy {peaks['dram_gb_per_s']:.0f} GB/s, fp32 SGEMM {peaks['fp32_sgemm_tflop_per_s']:.1f} "
           f"TFLOP/s", flush=True)
-    bench = Bench(peaks, l2, samples)
+    bench = Bench(peaks, l2, samples, deadline=t0 + args.budget_s)
     kernels = args.kernels.split(",")
-    if "ska" in kernels:
-        bench_ska(bench, dtypes, batches)
-    if "dcnv2" in kernels:
-        bench_dcnv2(bench, dtypes)
-    if "dcnv4" in kernels:
-        bench_dcnv4(bench, dtypes, batches)
-    if "dwconv" in kernels:
-        bench_dwconv(bench, dtypes, batches)
+    errors: dict[str, str] = {}
+    families = {"ska": lambda: bench_ska(bench, dtypes, batches), "dcnv2": lambda: bench_dcnv2(bench, dtypes),
+                "dwconv": lambda: bench_dwconv(bench, dtypes, batches),
+                "dcnv4": lambda: bench_dcnv4(bench, dtypes, batches)}  # the goals' families first
+    for name, fn in families.items():
+        if name in kernels:
+            run_family(name, fn, errors)
     render(bench.rows, peaks)
+    from benchmarks.gpu_goals import kernel_goals
 
-    from benchmarks._env import fingerprint
+    rows = [asdict(r) for r in bench.rows]
+    goals = kernel_goals(rows, peaks["dram_gb_per_s"])
+    for g in goals:
+        print(f"goal {g.name}: {g.status.upper()} - {g.summary}")
+    if bench.skipped:
+        print(f"budget of {args.budget_s:.0f} s reached: {len(bench.skipped)} cases skipped")
+
+    from benchmarks._env import fingerprint, gpu_fingerprint
 
     try:
         import torchvision
@@ -427,15 +483,23 @@ def main() -> None:
         "peaks": peaks,
         "conditions": {"timing": "median of CUDA-event samples, each replaying a CUDA graph of back-to-back calls "
                                  "(eager where capture is refused, see each row's timing)",
-                       "samples": samples, "tf32": False, "cudnn_benchmark": True, "quick": args.quick},
+                       "samples": samples, "tf32": False, "cudnn_benchmark": True, "quick": args.quick,
+                       "budget_s": args.budget_s if math.isfinite(args.budget_s) else None,
+                       "clocks": "not fixed (no root on a lent machine): see env and the peaks measured in this run"},
         "env": fingerprint(),
-        "results": [asdict(r) for r in bench.rows],
+        "gpu_env": gpu_fingerprint(),
+        "goals": [asdict(g) for g in goals],
+        "skipped_for_budget": bench.skipped,
+        "errors": errors,
+        "results": rows,
     }
     out = args.out or default_out(props.name)
     if args.out is None and args.out_dir is not None:
         out = args.out_dir / out.name
     write_text_atomic(out, json.dumps(payload, indent=2) + "\n")
     print(f"wrote {out}")
+    if errors:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":
