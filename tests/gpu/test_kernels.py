@@ -338,3 +338,94 @@ def test_kernels_run_on_the_current_stream(ext):
     ref = F.conv2d(torch.ones(4, 16, 64, 64, device="cuda", dtype=torch.float64), wt.double(), None, 1, 3, 1, 16)
     mag = F.conv2d(torch.ones_like(ref), wt.double().abs(), None, 1, 3, 1, 16)
     assert_within_bound(out, ref, mag, 50, ref_is_fp32=False, what="dwconv on a side stream")
+
+
+# --- the swap used by benchmarks/gpu_models (deployconv.plugins.cuda_swap) ----------------------------------------
+
+
+def _op_calls(gen, dtype):
+    """(name, call of the torch.library op, the same call on the kernel wrapper, on the reference)."""
+    from deployconv.ops.dcnv4 import dcnv4 as dcnv4_ref
+    from deployconv.ops.dcnv4 import padded_dim
+    from deployconv.ops.deform_conv import deform_conv2d as dcn_ref
+    from deployconv.ops.ska import ska as ska_ref
+    from deployconv.plugins import cuda_ext
+
+    x, w = rand((2, 16, 7, 9), dtype, gen), rand((2, 2, 9, 7, 9), dtype, gen)
+    dx, dw = rand((1, 8, 9, 11), dtype, gen), rand((16, 8, 3, 3), dtype, gen, scale=0.3)
+    off, mask = rand((1, 18, 9, 11), dtype, gen), torch.rand((1, 9, 9, 11), generator=gen).to("cuda", dtype)
+    v = rand((1, 6, 6, 32), dtype, gen)
+    om = rand((1, 6, 6, padded_dim(2, 3, 3, 0)), dtype, gen)
+    a4 = (3, 3, 1, 1, 1, 1, 1, 1, 2, 16, 1.0, 0)
+    return [
+        ("ska", lambda: torch.ops.deployconv.ska(x, w), lambda: cuda_ext.ska(x, w), lambda: ska_ref(x, w)),
+        ("deform_conv2d",
+         lambda: torch.ops.deployconv.deform_conv2d(dx, dw, off, None, mask, [1, 1], [1, 1], [1, 1], 1, 1),
+         lambda: cuda_ext.deform_conv2d(dx, off, dw, None, 1, 1, 1, mask),
+         lambda: dcn_ref(dx, off, dw, None, 1, 1, 1, mask)),
+        ("dcnv4", lambda: torch.ops.deployconv.dcnv4(v, om, *a4), lambda: cuda_ext.dcnv4(v, om, *a4),
+         lambda: dcnv4_ref(v, om, *a4)),
+    ]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+def test_cuda_kernels_route_the_ops_only_inside_the_block(ext, dtype):
+    import deployconv.ops.dcnv4  # noqa: F401  (registers torch.ops.deployconv.dcnv4)
+    from deployconv.plugins.cuda_swap import cuda_kernels
+
+    for name, op, kernel, reference in _op_calls(torch.Generator().manual_seed(11), dtype):
+        with cuda_kernels():
+            inside = op()
+        assert torch.equal(inside, kernel()), f"{name}: the op did not run the kernel inside cuda_kernels()"
+        assert torch.equal(op(), reference()), f"{name}: the op did not return to the reference afterwards"
+
+
+def test_cuda_kernels_leave_unsupported_dtypes_to_the_reference(ext):
+    from deployconv.ops.ska import ska as ska_ref
+    from deployconv.plugins.cuda_swap import cuda_kernels
+
+    gen = torch.Generator().manual_seed(12)
+    x, w = rand((1, 8, 5, 5), torch.float64, gen), rand((1, 1, 9, 5, 5), torch.float64, gen)
+    with cuda_kernels():
+        assert torch.equal(torch.ops.deployconv.ska(x, w), ska_ref(x, w))
+
+
+def test_cuda_kernels_reach_a_compiled_model(ext):
+    """torch.compile keeps the custom op opaque: the switch is read at run time, inside the compiled graph."""
+    from deployconv.ops.ska import SKA
+    from deployconv.plugins import cuda_ext
+    from deployconv.plugins.cuda_swap import cuda_kernels
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ska = SKA()
+
+        def forward(self, x, w):
+            return self.ska(x * 2, w) + 1
+
+    gen = torch.Generator().manual_seed(13)
+    x, w = rand((1, 16, 8, 8), torch.float16, gen), rand((1, 2, 9, 8, 8), torch.float16, gen)
+    compiled = torch.compile(Block())
+    with cuda_kernels():
+        got = compiled(x, w)
+    assert torch.equal(got, cuda_ext.ska(x * 2, w) + 1)
+
+
+def test_kernel_depthwise_module_is_the_dwconv_kernel(ext):
+    from deployconv.plugins.cuda_ext import dwconv2d
+    from deployconv.plugins.cuda_swap import KernelDepthwiseConv2d, swap_depthwise
+
+    torch.manual_seed(14)
+    net = torch.nn.Sequential(torch.nn.Conv2d(16, 16, 7, padding=3, groups=16), torch.nn.ReLU(),
+                              torch.nn.Conv2d(16, 16, 13, stride=2, padding=6, groups=16),
+                              torch.nn.Conv2d(16, 16, 3, padding=1, groups=16)).cuda().eval()
+    swapped, paths = swap_depthwise(net)
+    assert paths == ["0", "2"] and isinstance(swapped[0], KernelDepthwiseConv2d)
+    assert type(swapped[3]) is torch.nn.Conv2d  # 3x3: below the large-kernel threshold
+    x = torch.randn(2, 16, 20, 18, device="cuda")
+    with torch.no_grad():
+        got = swapped(x)
+        want = net[3](dwconv2d(torch.relu(dwconv2d(x, net[0].weight, net[0].bias, 1, 3)), net[2].weight, net[2].bias,
+                               2, 6))
+    assert torch.equal(got, want)
