@@ -292,3 +292,11 @@ def test_collect_refuses_a_run_without_a_gpu_name(tmp_path):
     (out / "environment.json").write_text(json.dumps({"gpu": None}))
     assert cg.main(["collect", str(out), "--results", str(tmp_path / "r")]) == 2
     assert not (tmp_path / "r").exists()
+
+
+def test_collect_tool_does_not_import_torch():
+    """It runs where results are read (any machine), so it must not need PyTorch."""
+    code = "import sys, tools.collect_gpu_results, benchmarks.gpu_goals; sys.exit(int('torch' in sys.modules))"
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert r.returncode == 0, r.stderr
