@@ -22,7 +22,7 @@
 # what is left of the budget, keeping a reserve for the summary); a stage with under 10 s left is skipped.
 # Exit code: 0 every stage passed (a stage that is not present, such as the harness, counts as skipped, not
 # failed); 1 a stage failed or timed out; 2 bad arguments.
-# Runs with `python` from PATH ($PYTHON overrides) and PYTHONPATH = the repository root: nothing is installed.
+# Runs with `python` (else `python3`) from PATH ($PYTHON overrides) and PYTHONPATH = the repository root: nothing is installed.
 # The extension is built for the visible GPU's arch only (TORCH_CUDA_ARCH_LIST, set from the device unless
 # given), with ninja and MAX_JOBS = CPU count where ninja exists, cached in ~/.cache/deployconv ($DEPLOYCONV_CACHE).
 set -uo pipefail
@@ -31,7 +31,7 @@ usage() { sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
 cd "$(dirname "$0")/.." || exit 2
 REPO="$(pwd)"
-PY="${PYTHON:-python}"
+PY="${PYTHON:-$(command -v python || command -v python3 || echo python)}"
 OUT_DIR="${OUT:-$REPO/build/gpu_check}"
 BUDGET_S=540
 QUICK=0

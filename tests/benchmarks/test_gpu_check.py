@@ -300,3 +300,13 @@ def test_collect_tool_does_not_import_torch():
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
                        env={**os.environ, "PYTHONPATH": str(REPO)})
     assert r.returncode == 0, r.stderr
+
+
+def test_kernel_bench_skips_cases_past_its_budget_and_records_failing_families():
+    bench = gpu_kernels.Bench({"dram_gb_per_s": 1.0, "fp32_sgemm_tflop_per_s": 1.0}, 0, 3, deadline=0.0)
+    assert bench.add("ska", "lsnet_t b1", "torch.float16", {}, lambda: 1 / 0, {"ref": lambda: 1 / 0}, (1, 1)) is None
+    assert bench.skipped == ["ska lsnet_t b1 float16"] and bench.rows == []
+    errors: dict[str, str] = {}
+    gpu_kernels.run_family("dcnv2", lambda: 1 / 0, errors)
+    gpu_kernels.run_family("dwconv", lambda: None, errors)
+    assert list(errors) == ["dcnv2"] and "ZeroDivisionError" in errors["dcnv2"]
