@@ -99,7 +99,10 @@ def summarize(out_dir: Path) -> dict:
     """The run's summary (see the module docstring) from the files in out_dir."""
     if not out_dir.is_dir():
         raise BadInputError(f"{out_dir} is not a folder", fix="pass the $OUT folder of a tools/gpu_check.sh run")
-    env = _load_json(out_dir / ENVIRONMENT) if (out_dir / ENVIRONMENT).exists() else {}
+    try:  # written by a shell redirect: empty when the environment stage failed
+        env = _load_json(out_dir / ENVIRONMENT) if (out_dir / ENVIRONMENT).exists() else {}
+    except BadInputError:
+        env = {}
     stages = read_stages((out_dir / STAGES).read_text()) if (out_dir / STAGES).exists() else []
     goals: list[dict] = []
     files: dict[str, str] = {}
@@ -120,6 +123,7 @@ def summarize(out_dir: Path) -> dict:
         models = _load_json(models_path)
         files["gpu_models"] = models_path.name
         parity_rows = model_parity(models)
+        env = env or models.get("gpu_env", {})
     if (out_dir / ENQUEUE).exists():
         files["plugin_enqueue"] = ENQUEUE
     failed = [s.name for s in stages if s.status in ("failed", "timeout")]

@@ -291,6 +291,8 @@ def test_collect_refuses_a_run_without_a_gpu_name(tmp_path):
     out.mkdir()
     (out / "environment.json").write_text(json.dumps({"gpu": None}))
     assert cg.main(["collect", str(out), "--results", str(tmp_path / "r")]) == 2
+    (out / "environment.json").write_text("")  # the environment stage failed mid-way
+    assert cg.summarize(out)["gpu_env"] == {}
     assert not (tmp_path / "r").exists()
 
 
