@@ -111,6 +111,7 @@ run_stage() {
 }
 
 # --- environment --------------------------------------------------------------------------------------------
+# shellcheck disable=SC2329  # invoked through `bash -c env_stage` (timeout cannot run a function)
 env_stage() {
   "$PY" -m benchmarks._env --gpu > "$OUT_DIR/environment.json" || return 1
   cat "$OUT_DIR/environment.json"
