@@ -357,3 +357,23 @@ class FakeIO(CudaIO):
 
     def close(self) -> None:
         self.closed = True
+
+
+def install(monkeypatch: Any) -> FakeTensorRT:
+    """Put a FakeTensorRT in sys.modules as `tensorrt` and make open_cuda_io hand out FakeIOs (listed in
+    `fake.ios`). Call `deployconv.engine.plugin_loading.forget_loaded(fake)` when done."""
+    import importlib.machinery
+    import sys
+
+    fake = FakeTensorRT()
+    fake.__spec__ = importlib.machinery.ModuleSpec("tensorrt", None)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    ios: list[FakeIO] = []
+
+    def open_io(backend: str = "auto", device: int = 0) -> FakeIO:
+        ios.append(FakeIO())
+        return ios[-1]
+
+    monkeypatch.setattr("deployconv.runtime.cuda_io.open_cuda_io", open_io)
+    fake.ios = ios  # type: ignore[attr-defined]
+    return fake

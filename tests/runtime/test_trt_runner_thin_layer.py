@@ -8,10 +8,8 @@ names and return conventions (pyCore.cpp, pyPlugin.cpp) and nothing else.
 
 from __future__ import annotations
 
-import importlib.machinery
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -20,22 +18,12 @@ from deployconv.engine.load_policy import PlanFacts, plugins_to_load, runtime_se
 from deployconv.engine.plugin_loading import forget_loaded
 from deployconv.errors import EXIT_BAD_INPUT, BadInputError, CheckFailedError
 from deployconv.runtime.trt import TransferSplit, TrtRunner, benchmark_trt, timed_splits
-from tests.fake_tensorrt import FakeIO, FakeTensorRT
+from tests.fake_tensorrt import install
 
 
 @pytest.fixture
 def fake(monkeypatch):
-    trt = FakeTensorRT()
-    trt.__spec__ = importlib.machinery.ModuleSpec("tensorrt", None)  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    ios: list[FakeIO] = []
-
-    def open_io(backend="auto", device=0):
-        ios.append(FakeIO())
-        return ios[-1]
-
-    monkeypatch.setattr("deployconv.runtime.cuda_io.open_cuda_io", open_io)
-    trt.ios = ios  # type: ignore[attr-defined]
+    trt = install(monkeypatch)
     yield trt
     forget_loaded(trt)
 
