@@ -273,8 +273,8 @@ class CudaPythonIO(CudaIO):
             # always end the capture, or the stream stays unusable; destroy what it captured; and raise the
             # enqueue's error, not the (invalidated) capture's
             err, *rest = self.rt.cudaStreamEndCapture(self.stream)
-            if err == self.rt.cudaError_t.cudaSuccess and rest and rest[0] is not None:
-                self.rt.cudaGraphDestroy(rest[0])
+            if err == self.rt.cudaError_t.cudaSuccess and rest and not _is_null(rest[0]):
+                self.rt.cudaGraphDestroy(rest[0])  # an invalidated capture returns a NULL graph: nothing to free
             raise
         graph = self._check(self.rt.cudaStreamEndCapture(self.stream))
         try:
@@ -310,6 +310,16 @@ class CudaPythonIO(CudaIO):
             self.rt.cudaFreeHost(ptr)
         self._graphs, self._events, self._device, self._host = [], [], {}, {}
         self.rt.cudaStreamDestroy(self.stream)
+
+
+def _is_null(handle: Any) -> bool:
+    """A cuda-python handle (cudaGraph_t, ...) that wraps NULL, or None."""
+    if handle is None:
+        return True
+    try:
+        return int(handle) == 0
+    except (TypeError, ValueError):
+        return False
 
 
 def open_cuda_io(backend: str = "auto", device: int = 0) -> CudaIO:

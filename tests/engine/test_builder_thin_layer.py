@@ -126,3 +126,13 @@ def test_layer_report_is_written_and_compared(fake, tmp_path):
     assert layers["file"] == LAYERS_FILE and layers["schema"] == "bindings" and layers["layers"] == 1
     assert layers["differences"] == [f"{conv}: asked fp16, ran in fp32 (engine layer {conv!r})"]
     assert any(conv in m and "asked fp16" in m for m in entries["engine"]["messages"])
+
+
+def test_build_engine_cli_lists_the_differences(capsys):
+    from deployconv.cli_engine import render_layer_report
+
+    render_layer_report({"file": LAYERS_FILE, "layers": 3, "on_dla": 0,
+                         "differences": ["Conv_2: asked fp16, ran in fp32 (engine layer 'Conv_2')"]})
+    assert "1 difference(s)" in capsys.readouterr().err
+    render_layer_report({"file": None, "note": "no engine layer report: boom"})
+    assert "boom" in capsys.readouterr().err
