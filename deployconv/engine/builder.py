@@ -282,10 +282,12 @@ def plan_build(onnx_path: str | os.PathLike[str], target: Any, trt_version: str,
 
 def build_engine(onnx_path: str | os.PathLike[str], target: Any, out_dir: str | os.PathLike[str], *,
                  plugins: Sequence[str | os.PathLike[str]] | None = None, trt_module: Any = None,
-                 force: bool = False) -> dict[str, Any]:
+                 force: bool = False, requested: dict[str, Any] | None = None) -> dict[str, Any]:
     """Build OUT/engine.plan from `onnx_path` for `target` (a Target, its dict, a name, or an EngineSpec) and
     return the manifest entries ({"engine": {...}}). `plugins`: plugin library paths (default: deployconv's own
     library when the graph has plugin nodes). `trt_module`: a tensorrt module to use instead of importing one.
+    `requested`: what the export asked, manifest-shaped (precision, precision_report, dla), to compare the
+    engine's layer report with (default: the manifest.json beside the ONNX, where there is one).
     Raises BadInputError (exit 2), MissingEnvironmentError (exit 3, with the trtexec line when TensorRT is
     absent), CheckFailedError (exit 1: the parser or the builder failed)."""
     onnx_path, out_dir = Path(onnx_path), Path(out_dir)
@@ -336,7 +338,7 @@ def build_engine(onnx_path: str | os.PathLike[str], target: Any, out_dir: str | 
         data = config.get_timing_cache().serialize()
         write_atomic(cache_path, lambda tmp: tmp.write_bytes(memoryview(data)))
     del parser
-    layers = _write_layer_report(trt, logger, serialized, plan, engine_path, onnx_path)
+    layers = _write_layer_report(trt, logger, serialized, plan, engine_path, onnx_path, requested)
     messages = notes + logger.take() + ([("NOTE", cache_note)] if cache_note else [])
     messages += [("NOTE", d) for d in layers.get("differences", [])[:10]]
     entries = engine_entries(plan, engine_path, onnx_path, device=device, build_seconds=build_seconds,
@@ -385,7 +387,7 @@ def layer_report_entry(text: str, onnx_path: Path, manifest: dict[str, Any] | No
 
 
 def _write_layer_report(trt: Any, logger: Any, serialized: Any, plan: BuildPlan, engine_path: Path,
-                        onnx_path: Path) -> dict[str, Any]:
+                        onnx_path: Path, requested: dict[str, Any] | None) -> dict[str, Any]:
     """Write engine.layers.json next to the plan and compare it with the export's request; a note instead
     when the inspector cannot run (the engine itself is fine)."""
     from deployconv.engine.inspector import LAYERS_FILE
@@ -397,5 +399,6 @@ def _write_layer_report(trt: Any, logger: Any, serialized: Any, plan: BuildPlan,
     path = engine_path.parent / LAYERS_FILE
     write_atomic(path, lambda tmp: tmp.write_text(text))
     manifest_path = onnx_path.parent / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else None
-    return layer_report_entry(text, onnx_path, manifest, plan.precision.precision)
+    if requested is None and manifest_path.is_file():
+        requested = json.loads(manifest_path.read_text())
+    return layer_report_entry(text, onnx_path, requested, plan.precision.precision)

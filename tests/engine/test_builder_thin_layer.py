@@ -136,3 +136,19 @@ def test_build_engine_cli_lists_the_differences(capsys):
     assert "1 difference(s)" in capsys.readouterr().err
     render_layer_report({"file": None, "note": "no engine layer report: boom"})
     assert "boom" in capsys.readouterr().err
+
+
+def test_layer_report_uses_the_exports_request(fake, tmp_path):
+    """The export builds before its manifest exists: it hands its request (the fp16 keep-list) in directly."""
+    model = conv_net()
+    for i, node in enumerate(model.graph.node):
+        node.name = f"{node.op_type}_{i}"
+    onnx_path = save(model, tmp_path / "model.onnx")
+    conv = next(n.name for n in model.graph.node if n.op_type == "Conv")
+    fake.inspector_json = json.dumps({"Layers": [
+        {"Name": conv, "LayerType": "CaskConvolution", "Inputs": [],
+         "Outputs": [{"Name": "y", "Dimensions": [1, 4, 8, 8], "Format/Datatype": "Row major linear FP32"}]}],
+        "Bindings": ["x", "y"]})
+    asked = {"precision": "fp16", "precision_report": {"kept_fp32": [{"name": conv}]}}
+    entries = build_engine(onnx_path, EngineSpec("t", precision="fp16"), tmp_path, trt_module=fake, requested=asked)
+    assert entries["engine"]["layers"]["differences"] == []
