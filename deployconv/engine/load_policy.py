@@ -31,7 +31,7 @@ class PlanFacts:
 
     @classmethod
     def from_manifest(cls, manifest: Mapping[str, Any] | None) -> PlanFacts:
-        plan = ((manifest or {}).get("engine") or {}).get("plan") or {}
+        plan = engine_entry(manifest).get("plan") or {}
         if not plan:
             return cls()
         return cls(bool(plan.get("runtime_needs_host_code", False)),
@@ -49,8 +49,15 @@ def plan_facts_near(engine_path: str | Path) -> PlanFacts:
         data = json.loads(manifest.read_text())
     except (OSError, ValueError):
         return PlanFacts()
-    engine = data.get("engine") or {}
-    return PlanFacts.from_manifest(data) if engine.get("file") == path.name else PlanFacts()
+    return PlanFacts.from_manifest(data) if engine_entry(data).get("file") == path.name else PlanFacts()
+
+
+def engine_entry(manifest: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """The manifest's engine entry: `build-engine` writes it as manifest["engine"]; `export` nests it as
+    manifest["engine"]["engine"] beside its build status."""
+    engine = (manifest or {}).get("engine") or {}
+    inner = engine.get("engine")
+    return inner if isinstance(inner, Mapping) else engine
 
 
 @dataclass(frozen=True)
@@ -98,5 +105,5 @@ def plugins_to_load(requested: Sequence[str], facts: PlanFacts) -> tuple[str, ..
     return tuple(p for p in requested if Path(p).name not in carried)
 
 
-__all__ = ["PlanFacts", "RuntimeSettings", "apply_runtime_settings", "plan_facts_near", "plugins_to_load",
+__all__ = ["PlanFacts", "RuntimeSettings", "apply_runtime_settings", "engine_entry", "plan_facts_near", "plugins_to_load",
            "runtime_settings"]

@@ -122,3 +122,18 @@ def test_policy_is_pure():
         runtime_settings(PlanFacts(True), allow_host_code=False)
     assert plugins_to_load(["/x/libdeployconv_plugins.so", "/x/libother.so"],
                            PlanFacts(True, None, ("/build/libdeployconv_plugins.so",))) == ("/x/libother.so",)
+
+
+def test_plan_facts_read_both_manifest_shapes(tmp_path):
+    from deployconv.engine.load_policy import plan_facts_near
+
+    plan = {"device": "dla", "dla_core": 1, "runtime_needs_host_code": True, "plugins_to_serialize": ["/b/lib.so"]}
+    engine = tmp_path / "engine.plan"
+    engine.write_bytes(b"x")
+    want = PlanFacts(True, 1, ("/b/lib.so",))
+    for manifest in ({"engine": {"file": "engine.plan", "plan": plan}},  # build-engine
+                     {"engine": {"status": "built", "engine": {"file": "engine.plan", "plan": plan}}}):  # export
+        (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+        assert plan_facts_near(engine) == want
+    (tmp_path / "manifest.json").write_text(json.dumps({"engine": {"file": "other.plan", "plan": plan}}))
+    assert plan_facts_near(engine) == PlanFacts()
