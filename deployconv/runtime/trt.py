@@ -189,6 +189,7 @@ class TrtRunner(Runner):
         self.device = device
         self.allow_host_code = allow_host_code
         self.dla_core = dla_core
+        self.plugins_carried: tuple[str, ...] = ()
         self.record_splits = False
         self.splits: list[TransferSplit] = []
         self.last_split: TransferSplit | None = None
@@ -224,7 +225,9 @@ class TrtRunner(Runner):
         trt = import_tensorrt()
         logger = capturing_logger(trt)
         logger.take()
-        load_plugin_libraries(trt, plugins_to_load(self.plugins, facts))  # once per process
+        wanted = plugins_to_load(self.plugins, facts)
+        self.plugins_carried = tuple(p for p in self.plugins if p not in wanted)  # the plan registers these itself
+        load_plugin_libraries(trt, wanted)  # once per process
         self.io = cuda_io.open_cuda_io(self.io_backend, self.device)
         try:
             self.trt = trt
@@ -379,6 +382,7 @@ class TrtRunner(Runner):
             "gpu": None if facts is None else facts.name,
             "sm": None if facts is None else facts.sm,
             "plugins": list(self.plugins),
+            "plugins_carried_by_plan": list(self.plugins_carried),
             "dla_core": self.dla_core,
             "host_code_allowed": self.allow_host_code,
             "gpu_timer": GPU_TIMER,

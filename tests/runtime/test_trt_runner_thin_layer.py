@@ -71,8 +71,8 @@ def test_version_compatible_plan_needs_the_users_permission(fake, tmp_path):
         runner.activate()
     assert e.value.exit_code == EXIT_BAD_INPUT and "--allow-host-code" in e.value.fix
     assert "deserialize_cuda_engine" not in [c[0] for c in fake.calls] and not runner.is_active
-    with TrtRunner(engine, plugins=[lib], allow_host_code=True):
-        pass
+    with TrtRunner(engine, plugins=[lib], allow_host_code=True) as r:
+        assert r.info()["plugins_carried_by_plan"] == [os.path.realpath(lib)]
     assert _runtime_calls(fake) == {"runtime.engine_host_code_allowed": (True, True)}
     # the plan carries the plugin library: loading it again would register its plugins twice
     assert "load_library" not in [c[0] for c in fake.calls]
