@@ -238,6 +238,7 @@ def validate_cmd(
     torch_free: Annotated[bool, typer.Option("--torch-free", help="Only the recorded reference.npz, even where PyTorch is installed.")] = False,
     runtime: Annotated[str, typer.Option("--runtime", "-r", help="auto (ONNX Runtime where installed, plus engine.plan on TensorRT for TensorRT targets), ort, or trt.")] = "auto",
     plugins: Annotated[list[Path] | None, typer.Option("--plugins", help="Plugin library for the engine (default: the bundle's plugins/build, then `deployconv plugins info`'s).")] = None,
+    allow_host_code: Annotated[bool, typer.Option("--allow-host-code", help="Load a version-compatible engine.plan, which runs code embedded in the file (only for plans you built or trust).")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Re-check an exported directory: file hashes, then the parity chain (the whole chain where PyTorch and the
@@ -248,7 +249,7 @@ def validate_cmd(
     from deployconv.validate.recheck import recheck_dir
 
     result = recheck_dir(directory, torch_free=torch_free, runtime=runtime,
-                         plugins=[str(p) for p in plugins] if plugins else None)
+                         plugins=[str(p) for p in plugins] if plugins else None, allow_host_code=allow_host_code)
     if json_out:
         print_json(result)
     else:

@@ -35,6 +35,12 @@ RepeatOpt = Annotated[int, typer.Option(
                             "`deployconv gate` resamples whole blocks (K >= 10 recommended for gating).")]
 OutOpt = Annotated[Path | None, typer.Option(
     "--out", "-o", help="Also write the full result (raw samples, stats, fingerprint) as JSON, atomically.")]
+BenchPluginsOpt = Annotated[list[Path] | None, typer.Option(
+    "--plugins", help="--runtime trt: plugin library the engine was built with (libdeployconv_plugins.so; "
+                      "repeatable).")]
+AllowHostCodeOpt = Annotated[bool, typer.Option(
+    "--allow-host-code", help="--runtime trt: load a version-compatible plan, which runs code embedded in the "
+                              "file (only for plans you built or trust).")]
 
 
 def bench_cmd(
@@ -49,15 +55,19 @@ def bench_cmd(
     shape: ShapeOpt = None,
     seed: SeedOpt = 0,
     repeat: RepeatOpt = 1,
+    plugins: BenchPluginsOpt = None,
+    allow_host_code: AllowHostCodeOpt = False,
     json_out: JsonOpt = False,
     out_file: OutOpt = None,
     force: ForceOpt = False,
 ) -> None:
     """Measure latency: median, mean, p90, p99, min, max, std, CV and throughput, with the environment
-    fingerprint (CPU, cores, threads, runtime version, graph hash). Inputs are seeded random data."""
+    fingerprint (CPU, cores, threads, runtime version, graph hash). Inputs are seeded random data. On TensorRT
+    the GPU time is also split into H2D copies, compute and D2H copies (CUDA events)."""
     _handle_errors(_bench)(artifact, runtime=runtime, batch=batch, threads=threads, warmup=warmup,
                            duration=duration, iters=iters, shape=shape, seed=seed, repeat=repeat,
-                           json_out=json_out, out_file=out_file, force=force)
+                           json_out=json_out, out_file=out_file, force=force,
+                           plugins=[str(p) for p in plugins] if plugins else None, allow_host_code=allow_host_code)
 
 
 def parse_shapes(items: list[str] | None) -> dict[str, tuple[int, ...]]:
@@ -74,7 +84,8 @@ def parse_shapes(items: list[str] | None) -> dict[str, tuple[int, ...]]:
 
 def _bench(artifact: Path, *, runtime: str, batch: int | None, threads: int | None, warmup: float,
            duration: float | None, iters: int | None, shape: list[str] | None, seed: int, repeat: int,
-           json_out: bool, out_file: Path | None, force: bool) -> None:
+           json_out: bool, out_file: Path | None, force: bool, plugins: list[str] | None = None,
+           allow_host_code: bool = False) -> None:
     import json
 
     from deployconv.atomic import refuse_overwrite, write_text_atomic
@@ -88,14 +99,22 @@ def _bench(artifact: Path, *, runtime: str, batch: int | None, threads: int | No
     if out_file is not None:
         refuse_overwrite(out_file, force)
     shapes = parse_shapes(shape)
-    runner = load_runner(artifact, runtime=runtime, threads=threads)
+    runner = load_runner(artifact, runtime=runtime, threads=threads, plugins=plugins, allow_host_code=allow_host_code)
+    split = None
     with runner:
         feed = random_feed(runner.input_metadata(), batch=batch, shapes=shapes, seed=seed)
-        result = benchmark(runner, feed, warmup_s=warmup, duration_s=duration, iters=iters, batch=batch,
-                           repeat=repeat,
-                           conditions={"artifact": str(artifact), "model_file": str(runner.source),
-                                       "requested_runtime": runtime, "seed": seed})
-    data = result.to_dict()
+        kwargs: dict[str, Any] = dict(warmup_s=warmup, duration_s=duration, iters=iters, batch=batch, repeat=repeat,
+                                      conditions={"artifact": str(artifact), "model_file": str(runner.source),
+                                                  "requested_runtime": runtime, "seed": seed})
+        if runner.runtime == "tensorrt":  # the TrtRunner: host wall time plus its H2D / compute / D2H split
+            from deployconv.runtime.trt import benchmark_trt
+
+            trt_result = benchmark_trt(runner, feed, **kwargs)  # type: ignore[arg-type]
+            result, split = trt_result.bench, trt_result.split
+            data = trt_result.to_dict()
+        else:
+            result = benchmark(runner, feed, **kwargs)
+            data = result.to_dict()
     if out_file is not None:
         write_text_atomic(out_file, json.dumps(data, indent=2) + "\n")
     for note in noise_notes(result):
@@ -104,6 +123,8 @@ def _bench(artifact: Path, *, runtime: str, batch: int | None, threads: int | No
         print_json(data)
     else:
         render(result, out)
+        if split is not None:
+            render_split(split, out)
     if out_file is not None:
         err.print(f"saved {out_file}", highlight=False)
 
@@ -119,6 +140,17 @@ def noise_notes(result: BenchResult) -> list[str]:
     if s.count < 10:
         notes.append(f"only {s.count} samples: p90/p99 are rough")
     return notes
+
+
+def render_split(split: Any, console: Any) -> None:
+    """The TensorRT GPU timeline (a runtime.trt.SplitStats): medians and p99 of each part, in ms."""
+    from deployconv.console import table
+
+    rows = [[name, f"{s.median_ms:,.3f}", f"{s.p99_ms:,.3f}", f"{s.mean_ms:,.3f}"]
+            for name, s in (("H2D copies", split.h2d), ("GPU compute", split.compute), ("D2H copies", split.d2h),
+                            ("H2D + compute + D2H", split.gpu_total))]
+    console.print(table(f"GPU time per inference (ms; {split.timer})", ["part", "median", "p99", "mean"], rows,
+                        justify_right=["median", "p99", "mean"]))
 
 
 def render(result: BenchResult, console: Any) -> None:

@@ -88,6 +88,23 @@ def _build(source: Path, target: str | None, plugins: list[Path] | None, out_dir
         print_json(entries)
     else:
         out.print(f"[green]built[/] {dest / 'engine.plan'}")
+        render_layer_report(entries["engine"].get("layers") or {})
+
+
+def render_layer_report(layers: dict[str, Any]) -> None:
+    """What the engine's own layer report says against the export's request (every difference), on stderr."""
+    from deployconv.console import err
+
+    if not layers.get("file"):
+        if layers.get("note"):
+            err.print(f"[yellow]note:[/] {layers['note']}", highlight=False)
+        return
+    diffs = layers.get("differences", [])
+    err.print(f"layer report: {layers['file']} ({layers['layers']} engine layers, {layers.get('on_dla', 0)} on DLA): "
+              + ("precisions and placements as asked" if not diffs else f"{len(diffs)} difference(s) from the request"),
+              highlight=False)
+    for d in diffs:
+        err.print(f"  [yellow]{d}[/]", highlight=False)
 
 
 from deployconv.cli import ForceOpt, JsonOpt, _handle_errors  # noqa: E402

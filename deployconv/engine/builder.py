@@ -8,6 +8,7 @@ error says how to build on the device, with the trtexec line for the same plan.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from typing import Any
 from deployconv.atomic import refuse_overwrite, write_atomic
 from deployconv.engine.onnx_facts import OnnxFacts, read_onnx_facts
 from deployconv.engine.plan import MEMORY_POOL_TYPES, BuildPlan, make_plan
+from deployconv.engine.plugin_loading import load_plugin_libraries, resolve_library_paths
 from deployconv.engine.spec import EngineSpec, engine_spec_for
 from deployconv.engine.trtexec import trtexec_command
 from deployconv.errors import BadInputError, CheckFailedError, MissingEnvironmentError
@@ -70,20 +72,17 @@ def import_tensorrt() -> Any:
 
 
 def resolve_plugin_libraries(plugins: Sequence[str | os.PathLike[str]] | None, facts: OnnxFacts) -> tuple[str, ...]:
-    """The plugin libraries to load: the ones given (each must exist), else deployconv's own library when the
-    graph has plugin nodes (deployconv.plugins.library.plugin_library(), imported lazily), else none."""
+    """The plugin libraries to load, as absolute real paths: the ones given (each must exist), else deployconv's
+    own library when the graph has plugin nodes (deployconv.plugins.library.plugin_library(), imported lazily),
+    else none."""
     if plugins is not None:
-        paths = tuple(str(Path(p)) for p in plugins)
-        missing = [p for p in paths if not Path(p).is_file()]
-        if missing:
-            raise BadInputError(f"plugin library not found: {', '.join(missing)}",
-                                fix="give the path of the built .so (plugins_cpp/ build output)")
-        return paths
+        return resolve_library_paths(plugins)
     if not facts.plugin_nodes:
         return ()
     from deployconv.plugins.library import plugin_library
 
-    return (str(plugin_library().path),)  # MissingEnvironmentError (exit 3, with the build command) when not built
+    # MissingEnvironmentError (exit 3, with the build command) when not built
+    return resolve_library_paths([plugin_library().path])
 
 
 def _device_libraries(plugins: Sequence[str | os.PathLike[str]] | None, facts: OnnxFacts) -> tuple[str, ...]:
@@ -161,26 +160,23 @@ def capturing_logger(trt: Any) -> Any:
     return _LOGGERS[key]
 
 
-def load_plugin_libraries(trt: Any, libraries: Sequence[str]) -> None:
-    registry = trt.get_plugin_registry()
-    for lib in libraries:
-        if registry.load_library(str(lib)) is None:
-            raise MissingEnvironmentError(f"TensorRT could not load the plugin library {lib}",
-                                          why="a missing dependency (libnvinfer / libcudart version) or a library "
-                                              "built for another TensorRT",
-                                          fix=f"check `ldd {lib}`; rebuild the plugins on this device")
+def parser_issue(err: Any) -> ParserIssue:
+    """A ParserError as plain data. `node_name()` and `node_operator()` exist only from TensorRT 10.0
+    (pyOnnx.cpp); on 8.5/8.6 (Xavier) they are absent and the fields stay empty."""
+    code = err.code()
+    name = getattr(err, "node_name", None)
+    op = getattr(err, "node_operator", None)
+    return ParserIssue(int(err.node()), str((name() if name else "") or ""), str((op() if op else "") or ""),
+                       getattr(code, "name", str(code)), str(err.desc()))
 
 
 def _parse(trt: Any, network: Any, logger: Any, onnx_path: Path, plan: BuildPlan) -> Any:
     parser = trt.OnnxParser(network, logger)
+    for flag in plan.parser_flags:
+        parser.set_flag(getattr(trt.OnnxParserFlag, flag))
     if parser.parse_from_file(str(onnx_path)):
         return parser
-    issues = []
-    for k in range(parser.num_errors):
-        err = parser.get_error(k)
-        code = err.code()
-        issues.append(ParserIssue(int(err.node()), str(err.node_name() or ""), str(err.node_operator() or ""),
-                                  getattr(code, "name", str(code)), str(err.desc())))
+    issues = [parser_issue(parser.get_error(k)) for k in range(parser.num_errors)]
     raise parser_failure(onnx_path, issues, tuple(plan.plugin_nodes), plan.plugin_libraries)
 
 
@@ -206,7 +202,21 @@ def _configure(trt: Any, builder: Any, config: Any, plan: BuildPlan) -> None:
         profile = builder.create_optimization_profile()
         for r in plan.profile.dynamic_inputs():
             profile.set_shape(r.name, r.min, r.opt, r.max)
-        config.add_optimization_profile(profile)
+        check_profile_index(config.add_optimization_profile(profile), plan)
+    # layer names, precisions and placements in the engine's layer report (IEngineInspector)
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+
+
+def check_profile_index(index: int, plan: BuildPlan) -> int:
+    """`add_optimization_profile` returns the profile's index, or -1 when TensorRT finds it invalid (NvInfer.h);
+    the build must stop there, not fail later with a vaguer message."""
+    if int(index) < 0:
+        shapes = "; ".join(f"{r.name}: min {r.min}, opt {r.opt}, max {r.max}" for r in plan.profile.dynamic_inputs())
+        raise BadInputError("TensorRT rejected the optimization profile", details=[shapes] if shapes else [],
+                            why="add_optimization_profile returned -1: a shape is missing, out of order "
+                                "(min <= opt <= max) or does not fit the network's input rank",
+                            fix="check the target's batch range and `shapes` against the ONNX inputs")
+    return int(index)
 
 
 def _timing_cache(config: Any, path: Path | None) -> str | None:
@@ -272,10 +282,12 @@ def plan_build(onnx_path: str | os.PathLike[str], target: Any, trt_version: str,
 
 def build_engine(onnx_path: str | os.PathLike[str], target: Any, out_dir: str | os.PathLike[str], *,
                  plugins: Sequence[str | os.PathLike[str]] | None = None, trt_module: Any = None,
-                 force: bool = False) -> dict[str, Any]:
+                 force: bool = False, requested: dict[str, Any] | None = None) -> dict[str, Any]:
     """Build OUT/engine.plan from `onnx_path` for `target` (a Target, its dict, a name, or an EngineSpec) and
     return the manifest entries ({"engine": {...}}). `plugins`: plugin library paths (default: deployconv's own
     library when the graph has plugin nodes). `trt_module`: a tensorrt module to use instead of importing one.
+    `requested`: what the export asked, manifest-shaped (precision, precision_report, dla), to compare the
+    engine's layer report with (default: the manifest.json beside the ONNX, where there is one).
     Raises BadInputError (exit 2), MissingEnvironmentError (exit 3, with the trtexec line when TensorRT is
     absent), CheckFailedError (exit 1: the parser or the builder failed)."""
     onnx_path, out_dir = Path(onnx_path), Path(out_dir)
@@ -326,6 +338,67 @@ def build_engine(onnx_path: str | os.PathLike[str], target: Any, out_dir: str | 
         data = config.get_timing_cache().serialize()
         write_atomic(cache_path, lambda tmp: tmp.write_bytes(memoryview(data)))
     del parser
+    layers = _write_layer_report(trt, logger, serialized, plan, engine_path, onnx_path, requested)
     messages = notes + logger.take() + ([("NOTE", cache_note)] if cache_note else [])
-    return engine_entries(plan, engine_path, onnx_path, device=device, build_seconds=build_seconds,
-                          timing_cache=cache_path, messages=messages)
+    messages += [("NOTE", d) for d in layers.get("differences", [])[:10]]
+    entries = engine_entries(plan, engine_path, onnx_path, device=device, build_seconds=build_seconds,
+                             timing_cache=cache_path, messages=messages)
+    entries["engine"]["layers"] = layers
+    return entries
+
+
+def inspect_engine(trt: Any, logger: Any, serialized: Any, plan: BuildPlan) -> str:
+    """The engine's layer report: IEngineInspector.get_engine_information(LayerInformationFormat.JSON) of the
+    plan just built (deserialized the way a runner would, with its DLA core and host code allowed: we built it)."""
+    from deployconv.engine.load_policy import PlanFacts, apply_runtime_settings, runtime_settings
+
+    runtime = trt.Runtime(logger)
+    facts = PlanFacts(plan.runtime_needs_host_code, plan.dla_core if plan.device == "dla" else None)
+    apply_runtime_settings(runtime, runtime_settings(facts, allow_host_code=plan.runtime_needs_host_code))
+    engine = runtime.deserialize_cuda_engine(serialized)
+    if engine is None:
+        raise RuntimeError("the plan just built did not deserialize")
+    inspector = engine.create_engine_inspector()
+    return str(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
+
+
+def layer_report_entry(text: str, onnx_path: Path, manifest: dict[str, Any] | None,
+                       precision: str) -> dict[str, Any]:
+    """The manifest's engine.layers entry: the inspector report against what the export asked (the fp16
+    keep-list, the int8 placement from the ONNX's Q/DQ, the DLA prediction), every difference listed."""
+    import onnx
+
+    from deployconv.engine.inspector import (
+        LAYERS_FILE,
+        compare,
+        expected_from_manifest,
+        int8_nodes_of,
+        parse_engine_information,
+    )
+
+    report = parse_engine_information(text)
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    asked = {**(manifest or {}), "precision": (manifest or {}).get("precision", precision)}
+    expected = expected_from_manifest(asked, int8_nodes_of(model))
+    diffs = compare(report, expected, [n.name for n in model.graph.node])
+    return {"file": LAYERS_FILE, "schema": report.schema, "layers": len(report.layers),
+            "on_dla": sum(1 for la in report.layers if la.on_dla),
+            "differences": [d.describe() for d in diffs]}
+
+
+def _write_layer_report(trt: Any, logger: Any, serialized: Any, plan: BuildPlan, engine_path: Path,
+                        onnx_path: Path, requested: dict[str, Any] | None) -> dict[str, Any]:
+    """Write engine.layers.json next to the plan and compare it with the export's request; a note instead
+    when the inspector cannot run (the engine itself is fine)."""
+    from deployconv.engine.inspector import LAYERS_FILE
+
+    try:
+        text = inspect_engine(trt, logger, serialized, plan)
+    except Exception as e:  # the report is a diagnosis: its absence must not cost the user the engine
+        return {"file": None, "note": f"no engine layer report: {e}"}
+    path = engine_path.parent / LAYERS_FILE
+    write_atomic(path, lambda tmp: tmp.write_text(text))
+    manifest_path = onnx_path.parent / "manifest.json"
+    if requested is None and manifest_path.is_file():
+        requested = json.loads(manifest_path.read_text())
+    return layer_report_entry(text, onnx_path, requested, plan.precision.precision)

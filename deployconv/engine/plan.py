@@ -19,6 +19,10 @@ MIN_TRT = (8, 5)  # execute_async_v3 and named I/O tensors (JetPack 5.1); deploy
 PLUGINS_SINCE = (10, 1)  # IPluginV3 is TensorRT 10.0+, and the ONNX parser imports V3 plugins from 10.1
 BUILDER_KNOBS_SINCE = (8, 6)  # builder optimization level, hardware and version compatibility
 SAME_COMPUTE_CAPABILITY_SINCE = (10, 9)
+# OnnxParserFlag.ADJUST_FOR_DLA: in NvOnnxParser.h and pyOnnx.cpp from TensorRT 10.16 (absent up to 10.15); the
+# TensorRT docs recommend it for DLA builds once DLA returns on JetPack, in 11.4.1 ("Strongly Typed Networks for
+# DLA": parser.set_flag(trt.OnnxParserFlag.ADJUST_FOR_DLA)). 10.8 to 11.3 have no DLA at all.
+ADJUST_FOR_DLA_SINCE = (11, 4, 1)
 # TensorRT HardwareCompatibilityLevel member per deployconv name
 HARDWARE_LEVELS = {"none": "NONE", "ampere+": "AMPERE_PLUS", "same_compute_capability": "SAME_COMPUTE_CAPABILITY"}
 # TensorRT MemoryPoolType member per deployconv pool name
@@ -69,6 +73,7 @@ class BuildPlan:
     runtime_needs_host_code: bool  # the runtime must set engine_host_code_allowed to load it
     tactic_sources: str = "default"
     notes: tuple[str, ...] = field(default=())
+    parser_flags: tuple[str, ...] = ()  # OnnxParserFlag member names set before parsing
 
     @property
     def strongly_typed(self) -> bool:
@@ -192,6 +197,10 @@ def make_plan(spec: EngineSpec, trt_version: str | TrtVersion, facts: OnnxFacts,
             notes.append("version compatible: the plan embeds a lean runtime"
                          + (" and the plugin libraries" if libs else "")
                          + "; loading it needs engine_host_code_allowed (trusted plans only)")
+    parser_flags: tuple[str, ...] = ()
+    if dla and (version.major, version.minor, version.patch) >= ADJUST_FOR_DLA_SINCE:
+        parser_flags = ("ADJUST_FOR_DLA",)
+        notes.append("ONNX parser flag ADJUST_FOR_DLA: the parser reshapes layers to suit DLA (TensorRT 11.4.1+)")
     if version.major < 10:
         network_flags: tuple[str, ...] = ("EXPLICIT_BATCH",)  # required before TensorRT 10
     else:
@@ -213,4 +222,4 @@ def make_plan(spec: EngineSpec, trt_version: str | TrtVersion, facts: OnnxFacts,
         exclude_lean_runtime=spec.exclude_lean_runtime, plugin_libraries=libs, plugins_to_serialize=serialize,
         plugin_nodes=plugin_nodes,
         runtime_needs_host_code=spec.version_compatible and not spec.exclude_lean_runtime,
-        notes=tuple(notes))
+        notes=tuple(notes), parser_flags=parser_flags)

@@ -133,6 +133,11 @@ def _problems(s: EngineSpec) -> list[BadInputError]:
             bad(f"memory pool {pool} must be a whole number of MiB >= 1, got {mib!r}")
         elif pool in DLA_POOLS and s.dla_core is None:
             bad(f"memory pool {pool} is a DLA pool but no DLA core is set", fix="set dla_core or drop the pool")
+        elif pool in DLA_POOLS and mib & (mib - 1):
+            lo, hi = nearest_powers_of_two(mib)
+            bad(f"memory pool {pool} is {mib} MiB, not a power of two",
+                why="TensorRT requires each DLA pool to be a power of two and at least 4 KiB (NvInfer.h, "
+                    "MemoryPoolType)", fix=f"use {lo} or {hi} MiB")
     for key in ("min_trt", "max_trt"):
         v = getattr(s, key)
         if v is not None and not re.fullmatch(r"\d+(\.\d+){0,2}", str(v)):
@@ -146,6 +151,12 @@ def _problems(s: EngineSpec) -> list[BadInputError]:
         elif not all(a <= b <= c for a, b, c in zip(lo, opt, hi)):
             bad(f"shapes[{name!r}]: needs min <= opt <= max in every dim, got {lo}, {opt}, {hi}")
     return out
+
+
+def nearest_powers_of_two(n: int) -> tuple[int, int]:
+    """The powers of two just below and just above `n` (n >= 1; both equal n when it is one)."""
+    lo = 1 << (int(n).bit_length() - 1)
+    return (lo, lo) if lo == n else (lo, lo << 1)
 
 
 _SPEC_FIELDS = tuple(f.name for f in fields(EngineSpec))

@@ -293,7 +293,9 @@ def export(model: str | torch.nn.Module, target: str | Target, out: Path | None 
                             expected_fp64=outputs["train-fp64"])
         if tgt.runtime == "tensorrt":
             step("engine")
-            engine = _engine_step(tmp, out, tgt, opts)
+            engine = _engine_step(tmp, out, tgt, opts, requested={
+                "precision": tgt.precision, "precision_report": precision.manifest if precision is not None else None,
+                "dla": dla})
             report["engine"] = engine
             lap("engine")
         (tmp / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
@@ -348,13 +350,13 @@ def _twin_report(graphs: Graphs) -> dict | None:
             "alignment": graphs.alignment.to_dict()}
 
 
-def _engine_step(tmp: Path, out: Path, tgt: Target, opts: ExportOptions) -> dict:
+def _engine_step(tmp: Path, out: Path, tgt: Target, opts: ExportOptions, requested: dict | None = None) -> dict:
     """Build engine.plan next to model.onnx where TensorRT is installed; otherwise say so and how to build it
     (the trtexec line per TensorRT major, with the paths the user will see)."""
     from deployconv.engine.builder import build_engine
 
     try:
-        entries = build_engine(tmp / "model.onnx", tgt, tmp, plugins=opts.plugins)
+        entries = build_engine(tmp / "model.onnx", tgt, tmp, plugins=opts.plugins, requested=requested)
     except MissingEnvironmentError as e:
         def here(text: str) -> str:
             return text.replace(str(tmp), str(out))

@@ -56,10 +56,11 @@ def resolve_artifact(artifact: str | os.PathLike[str], runtime: str = "ort-cpu")
 
 
 def load_runner(artifact: str | os.PathLike[str], *, runtime: str = "ort-cpu", threads: int | None = None,
-                plugins: list[str] | None = None) -> Runner:
+                plugins: list[str] | None = None, allow_host_code: bool = False) -> Runner:
     """A runner (not yet active) for an artifact: `.onnx` or DIR/model.onnx -> OrtRunner (`ort-cpu`, or
     `ort-cuda` where onnxruntime-gpu is present); `.plan`/`.engine` or `--runtime trt` -> TrtRunner (TensorRT and
-    CUDA needed; MissingEnvironmentError, exit 3, without them)."""
+    CUDA needed; MissingEnvironmentError, exit 3, without them). `plugins` and `allow_host_code` are for
+    TensorRT only; given with an ONNX Runtime runtime they are a BadInputError rather than silently unused."""
     path = resolve_artifact(artifact, runtime)
     if runtime == "trt" or path.suffix.lower() in ENGINE_SUFFIXES:
         import importlib.util
@@ -73,7 +74,10 @@ def load_runner(artifact: str | os.PathLike[str], *, runtime: str = "ort-cpu", t
                                 fix=f"build one first: `deployconv build-engine {path} --target TARGET`")
         from deployconv.runtime.trt import TrtRunner
 
-        return TrtRunner(path, plugins=plugins)
+        return TrtRunner(path, plugins=plugins, allow_host_code=allow_host_code)
+    if plugins or allow_host_code:
+        raise BadInputError("--plugins and --allow-host-code are for TensorRT engines (--runtime trt)",
+                            fix="drop them, or bench the engine.plan with --runtime trt")
     providers = RUNTIMES[runtime]
     resolve_providers(providers)  # fail early (exit 3) when ort-cuda is asked for and absent
     return OrtRunner(path, threads=threads, providers=providers)

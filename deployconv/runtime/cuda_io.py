@@ -129,6 +129,9 @@ class CudaIO(ABC):
     def capture(self, enqueue: Callable[[int], None]) -> Any:
         """A CUDA graph of what `enqueue(stream_handle)` puts on the stream."""
     @abstractmethod
+    def release_graph(self, graph: Any) -> None:
+        """Destroy a graph `capture` returned (a new input shape needs a new graph; the old one goes)."""
+    @abstractmethod
     def launch(self, graph: Any) -> None: ...
     @abstractmethod
     def device_facts(self) -> DeviceFacts: ...
@@ -142,6 +145,9 @@ class TorchCudaIO(CudaIO):
     def __init__(self, torch: Any, device: int = 0):
         self.torch = torch
         self.device = torch.device("cuda", device)
+        # TensorRT deserializes and enqueues on the *current* device: make it `device` (cudaSetDevice in the
+        # cuda-python backend), or a runner for GPU 1 builds its context on GPU 0.
+        torch.cuda.set_device(self.device)
         self.stream = torch.cuda.Stream(device=self.device)
         self.stream_handle = int(self.stream.cuda_stream)
 
@@ -181,6 +187,9 @@ class TorchCudaIO(CudaIO):
         with self.torch.cuda.graph(graph, stream=self.stream):
             enqueue(self.stream_handle)
         return graph
+
+    def release_graph(self, graph: Any) -> None:
+        graph.reset()
 
     def launch(self, graph: Any) -> None:
         with self.torch.cuda.stream(self.stream):
@@ -260,12 +269,26 @@ class CudaPythonIO(CudaIO):
         self._check(self.rt.cudaStreamBeginCapture(self.stream, mode))
         try:
             enqueue(self.stream_handle)
-        finally:  # always end the capture, or the stream stays unusable
-            graph = self._check(self.rt.cudaStreamEndCapture(self.stream))
-        exec_graph = self._check(self.rt.cudaGraphInstantiate(graph, 0))
-        self._check(self.rt.cudaGraphDestroy(graph))
+        except BaseException:
+            # always end the capture, or the stream stays unusable; destroy what it captured; and raise the
+            # enqueue's error, not the (invalidated) capture's
+            err, *rest = self.rt.cudaStreamEndCapture(self.stream)
+            if err == self.rt.cudaError_t.cudaSuccess and rest and not _is_null(rest[0]):
+                self.rt.cudaGraphDestroy(rest[0])  # an invalidated capture returns a NULL graph: nothing to free
+            raise
+        graph = self._check(self.rt.cudaStreamEndCapture(self.stream))
+        try:
+            exec_graph = self._check(self.rt.cudaGraphInstantiate(graph, 0))
+        finally:
+            self._check(self.rt.cudaGraphDestroy(graph))
         self._graphs.append(exec_graph)
         return exec_graph
+
+    def release_graph(self, graph: Any) -> None:
+        kept = [g for g in self._graphs if g is not graph]
+        if len(kept) != len(self._graphs):
+            self._graphs = kept
+            self._check(self.rt.cudaGraphExecDestroy(graph))
 
     def launch(self, graph: Any) -> None:
         self._check(self.rt.cudaGraphLaunch(graph, self.stream))
@@ -287,6 +310,16 @@ class CudaPythonIO(CudaIO):
             self.rt.cudaFreeHost(ptr)
         self._graphs, self._events, self._device, self._host = [], [], {}, {}
         self.rt.cudaStreamDestroy(self.stream)
+
+
+def _is_null(handle: Any) -> bool:
+    """A cuda-python handle (cudaGraph_t, ...) that wraps NULL, or None."""
+    if handle is None:
+        return True
+    try:
+        return int(handle) == 0
+    except (TypeError, ValueError):
+        return False
 
 
 def open_cuda_io(backend: str = "auto", device: int = 0) -> CudaIO:

@@ -68,7 +68,7 @@ def profile_violation(name: str, shape: Sequence[int], profile: tuple[Sequence[i
 
 
 def deserialize_failure(path: str | os.PathLike[str], messages: Sequence[str], plugins: Sequence[str],
-                        trust_host_code: bool) -> BadInputError | MissingEnvironmentError:
+                        allow_host_code: bool) -> BadInputError | MissingEnvironmentError:
     """The error for an engine TensorRT would not load, classified from TensorRT's own log lines."""
     log = " ".join(messages).lower()
     details = list(messages[-10:])
@@ -77,11 +77,11 @@ def deserialize_failure(path: str | os.PathLike[str], messages: Sequence[str], p
             f"TensorRT could not load {path}: a plugin it uses is not registered", details=details,
             why=f"plugin libraries loaded: {', '.join(plugins) or 'none'}",
             fix="pass the plugin library the engine was built with (plugins=[...]), built for this TensorRT")
-    if ("host code" in log or "lean runtime" in log) and not trust_host_code:
+    if ("host code" in log or "lean runtime" in log) and not allow_host_code:
         return BadInputError(
             f"TensorRT could not load {path}: it is a version-compatible plan with embedded host code", details=details,
             why="loading such a plan runs code from the file; TensorRT refuses unless allowed",
-            fix="for a plan you trust, load it with trust_host_code=True")
+            fix="for a plan you trust, pass --allow-host-code (API: allow_host_code=True)")
     if "version" in log or "incompatible" in log or "device" in log:
         return BadInputError(
             f"TensorRT could not load {path}: it was built by another TensorRT version or for another GPU",
@@ -151,32 +151,45 @@ class _Slot:
     nbytes: int = 0
 
 
+def check_tensor_address(ok: bool, name: str, runner: str) -> None:
+    """`set_tensor_address` returns False when the name is not an I/O tensor of the engine (NvInferRuntime.h):
+    running on would read or write unbound memory, so stop here."""
+    if not ok:
+        raise CheckFailedError(f"{runner}: TensorRT refused the device address for tensor {name!r}",
+                               why="set_tensor_address returned False: the name is not an I/O tensor of this engine",
+                               fix="rebuild the engine; if it persists, report it with the engine's I/O names")
+
+
 class TrtRunner(Runner):
     """Runs a serialized TensorRT engine. `plugins`: plugin libraries to load first (the ones it was built
-    with). `cuda_graph`: capture the enqueue once per input shape and replay it. `trust_host_code`: allow
-    plans with embedded host code (version-compatible plans); only for plans you trust."""
+    with; ones the plan carries itself are skipped). `cuda_graph`: capture the enqueue for the current input
+    shape and replay it. `allow_host_code`: allow plans with embedded host code (version-compatible plans);
+    only for plans you trust: without it such a plan (as its manifest records) is refused. `dla_core`: the DLA
+    core to run a DLA plan on (default: the one it was built for, from the manifest beside it)."""
 
     runtime = "tensorrt"
 
     def __init__(self, engine_path: str | os.PathLike[str], plugins: Sequence[str | os.PathLike[str]] | None = None,
                  *, cuda_graph: bool = False, io_backend: str = "auto", device: int = 0,
-                 trust_host_code: bool = False, name: str | None = None):
+                 allow_host_code: bool = False, dla_core: int | None = None, name: str | None = None):
         self.engine_path = Path(engine_path)
         super().__init__(name or f"tensorrt({self.engine_path.name})")
         if not self.engine_path.is_file():
             raise BadInputError(f"{self.engine_path}: no such engine file",
                                 fix="build one with deployconv's engine build (or trtexec --saveEngine)")
-        self.plugins = tuple(str(p) for p in (plugins or ()))
-        missing = [p for p in self.plugins if not Path(p).is_file()]
-        if missing:
-            raise BadInputError(f"plugin library not found: {', '.join(missing)}", fix="give the built .so's path")
+        from deployconv.engine.plugin_loading import resolve_library_paths
         from deployconv.runtime.ort import sha256_of
+
+        self.plugins = resolve_library_paths(plugins or ())  # absolute: load_library would search LD paths
+        self.source = str(self.engine_path)
 
         self.engine_sha256 = sha256_of(self.engine_path)
         self.cuda_graph = cuda_graph
         self.io_backend = io_backend
         self.device = device
-        self.trust_host_code = trust_host_code
+        self.allow_host_code = allow_host_code
+        self.dla_core = dla_core
+        self.plugins_carried: tuple[str, ...] = ()
         self.record_splits = False
         self.splits: list[TransferSplit] = []
         self.last_split: TransferSplit | None = None
@@ -196,23 +209,34 @@ class TrtRunner(Runner):
 
     # --- activation ---
     def activate_impl(self) -> None:
-        from deployconv.engine.builder import capturing_logger, import_tensorrt, load_plugin_libraries
-        from deployconv.runtime.cuda_io import open_cuda_io
+        from deployconv.engine.builder import capturing_logger, import_tensorrt
+        from deployconv.engine.load_policy import (
+            apply_runtime_settings,
+            plan_facts_near,
+            plugins_to_load,
+            runtime_settings,
+        )
+        from deployconv.engine.plugin_loading import load_plugin_libraries
+        from deployconv.runtime import cuda_io
 
+        facts = plan_facts_near(self.engine_path)  # decided before TensorRT: a refusal needs no GPU
+        settings = runtime_settings(facts, allow_host_code=self.allow_host_code, dla_core=self.dla_core,
+                                    engine=str(self.engine_path))
         trt = import_tensorrt()
         logger = capturing_logger(trt)
         logger.take()
-        load_plugin_libraries(trt, self.plugins)
-        self.io = open_cuda_io(self.io_backend, self.device)
+        wanted = plugins_to_load(self.plugins, facts)
+        self.plugins_carried = tuple(p for p in self.plugins if p not in wanted)  # the plan registers these itself
+        load_plugin_libraries(trt, wanted)  # once per process
+        self.io = cuda_io.open_cuda_io(self.io_backend, self.device)
         try:
             self.trt = trt
             self._runtime = trt.Runtime(logger)
-            if self.trust_host_code:
-                self._runtime.engine_host_code_allowed = True
+            apply_runtime_settings(self._runtime, settings)  # DLA core and host code, before deserializing
             self._engine = self._runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
             if self._engine is None:
                 raise deserialize_failure(self.engine_path, [m for _, m in logger.take()], self.plugins,
-                                          self.trust_host_code)
+                                          self.allow_host_code)
             self._context = self._engine.create_execution_context()
             tensors = self._describe_io()
             check_io_types(tensors, str(self.engine_path))
@@ -244,7 +268,7 @@ class TrtRunner(Runner):
         return out
 
     def deactivate_impl(self) -> None:
-        self._graph = None
+        self._drop_graph()
         self._context = None  # destroy in dependency order: context, engine, runtime, then the memory
         self._engine = None
         self._runtime = None
@@ -292,9 +316,9 @@ class TrtRunner(Runner):
                 slot.device, slot.host = self.io.alloc_device(nbytes), self.io.alloc_host(nbytes)
                 slot.capacity = nbytes
             slot.shape, slot.nbytes = shape, nbytes
-            ctx.set_tensor_address(slot.info.name, slot.device.ptr)
+            check_tensor_address(ctx.set_tensor_address(slot.info.name, slot.device.ptr), slot.info.name, self.name)
+        self._drop_graph()  # one graph at a time: the old shape's is destroyed, not piled up
         self._shapes = dict(shapes)
-        self._graph = None
         if self.cuda_graph:
             self._enqueue(self.io.stream_handle)  # TensorRT: run once after a shape change before capturing
             self.io.synchronize()
@@ -304,6 +328,11 @@ class TrtRunner(Runner):
             except Exception as e:  # as trtexec does: a graph that cannot be captured means plain enqueues
                 self._graph = None
                 self.graph_note = f"CUDA graph capture failed, running without: {e}"
+
+    def _drop_graph(self) -> None:
+        if self._graph is not None and self.io is not None:
+            self.io.release_graph(self._graph)
+        self._graph = None
 
     def _enqueue(self, stream_handle: int) -> None:
         if not self._context.execute_async_v3(stream_handle):
@@ -353,6 +382,9 @@ class TrtRunner(Runner):
             "gpu": None if facts is None else facts.name,
             "sm": None if facts is None else facts.sm,
             "plugins": list(self.plugins),
+            "plugins_carried_by_plan": list(self.plugins_carried),
+            "dla_core": self.dla_core,
+            "host_code_allowed": self.allow_host_code,
             "gpu_timer": GPU_TIMER,
         }
 
@@ -366,11 +398,26 @@ def benchmark_trt(runner: TrtRunner, feed: Mapping[str, np.ndarray], **kwargs: A
         result = benchmark(runner, feed, **kwargs)
     finally:
         runner.record_splits = False
-    timed = runner.splits[-len(result.samples_ms):]
+    timed = timed_splits(runner.splits, result.conditions.get("blocks") or
+                         [{"warmup_iters": 0, "count": len(result.samples_ms)}])
     runner.splits.clear()
     return TrtBenchResult(result, split_stats(timed, batch=result.stats.batch))
 
 
+def timed_splits(splits: Sequence[TransferSplit], blocks: Sequence[Mapping[str, Any]]) -> list[TransferSplit]:
+    """The splits of the timed runs only: every block (`--repeat`) runs its warm-up, then its timed runs, and
+    each inference records one split in that order."""
+    out: list[TransferSplit] = []
+    at = 0
+    for b in blocks:
+        at += int(b["warmup_iters"])
+        out.extend(splits[at:at + int(b["count"])])
+        at += int(b["count"])
+    if at != len(splits):
+        raise RuntimeError(f"{len(splits)} inferences recorded, {at} expected from the benchmark's blocks")
+    return out
+
+
 __all__ = ["GPU_TIMER", "TRT_TO_NUMPY", "SplitStats", "TensorInfo", "TransferSplit", "TrtBenchResult", "TrtRunner",
-           "benchmark_trt", "check_io_types", "deserialize_failure", "numpy_dtype", "profile_violation",
-           "split_stats"]
+           "benchmark_trt", "check_io_types", "check_tensor_address", "deserialize_failure", "numpy_dtype",
+           "profile_violation", "split_stats", "timed_splits"]

@@ -117,9 +117,11 @@ def _plugin_libraries(directory: Path, manifest: dict[str, Any], plugins: list[s
 
 
 def reference_parity(directory: Path, manifest: dict[str, Any], target: Any, *, runtime: str = "auto",
-                     plugins: list[str] | None = None, torch_chain: list | None = None) -> dict[str, Any]:
+                     plugins: list[str] | None = None, torch_chain: list | None = None,
+                     allow_host_code: bool = False) -> dict[str, Any]:
     """The model in `directory` against its reference.npz, on the runtimes `plan_validation` picks, after the
-    PyTorch stages `torch_chain` (fp64, fp32, deploy) when given. Shared by `validate` and `check`."""
+    PyTorch stages `torch_chain` (fp64, fp32, deploy) when given. Shared by `validate` and `check`.
+    `allow_host_code`: the user allows a version-compatible engine.plan (it runs code embedded in the file)."""
     import importlib.util
 
     from deployconv.validate.parity import run_chain
@@ -143,8 +145,8 @@ def reference_parity(directory: Path, manifest: dict[str, Any], target: Any, *, 
         if plan.trt:
             from deployconv.runtime.trt import TrtRunner
 
-            runners.append(TrtRunner(directory / "engine.plan",
-                                     plugins=_plugin_libraries(directory, manifest, plugins)))
+            runners.append(TrtRunner(directory / "engine.plan", plugins=_plugin_libraries(directory, manifest, plugins),
+                                     allow_host_code=allow_host_code))
             model_stages.append(("engine (tensorrt)", _chunked(runners[-1], max_batch)))
         expected = ref["expected"].astype(np.float64)
         inputs = ref["input"]
@@ -164,7 +166,7 @@ def reference_parity(directory: Path, manifest: dict[str, Any], target: Any, *, 
 
 
 def recheck_dir(directory: Path, *, torch_free: bool = False, runtime: str = "auto",
-                plugins: list[str] | None = None) -> dict[str, Any]:
+                plugins: list[str] | None = None, allow_host_code: bool = False) -> dict[str, Any]:
     directory = Path(directory)
     if not directory.is_dir():
         raise BadInputError(f"{directory} is not a directory", fix="pass the folder written by `deployconv export`")
@@ -173,5 +175,6 @@ def recheck_dir(directory: Path, *, torch_free: bool = False, runtime: str = "au
     target = target_of_manifest(manifest, str(directory / "manifest.json"))
     chain, mode = (None, "--torch-free: checked ONNX against the recorded reference only") if torch_free \
         else _torch_chain(manifest)
-    result = reference_parity(directory, manifest, target, runtime=runtime, plugins=plugins, torch_chain=chain)
+    result = reference_parity(directory, manifest, target, runtime=runtime, plugins=plugins, torch_chain=chain,
+                              allow_host_code=allow_host_code)
     return {"directory": str(directory), "mode": mode, "hash_mismatches": mismatches, **result}

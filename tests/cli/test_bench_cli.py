@@ -111,3 +111,48 @@ def test_missing_runtimes_exit_3(model, tmp_path):
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         res = bench(model, *FAST, "--runtime", "ort-cuda")
         assert res.exit_code == 3 and "CUDAExecutionProvider" in res.output and "onnxruntime-gpu" in res.output
+
+
+@pytest.fixture
+def fake_trt(monkeypatch):
+    """A fake `tensorrt` and CUDA I/O (tests/fake_tensorrt.py): tests the command's wiring, not TensorRT."""
+    from deployconv.engine.plugin_loading import forget_loaded
+    from tests.fake_tensorrt import install
+
+    fake = install(monkeypatch)
+    yield fake
+    forget_loaded(fake)
+
+
+def _engine(tmp_path, plan=None):
+    engine = tmp_path / "engine.plan"
+    engine.write_bytes(b"fake plan bytes")
+    if plan is not None:
+        (tmp_path / "manifest.json").write_text(json.dumps({"engine": {"file": "engine.plan", "plan": plan}}))
+    return engine
+
+
+def test_trt_runtime_reports_the_gpu_split(fake_trt, tmp_path):
+    lib = tmp_path / "libdeployconv_plugins.so"
+    lib.write_bytes(b"\x7fELF")
+    res = bench(_engine(tmp_path), "--runtime", "trt", "--plugins", lib, *FAST, "--batch", "2", "--repeat", "5",
+                "--json")
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    assert d["conditions"]["model_file"].endswith("engine.plan") and len(d["samples_ms"]) == 5
+    assert d["split"]["compute"]["count"] == 5 and "CUDA events" in d["split"]["timer"]
+    assert [c for c in fake_trt.calls if c[0] == "load_library"] == [("load_library", str(lib.resolve()))]
+    table = bench(_engine(tmp_path), "--runtime", "trt", *FAST)
+    assert table.exit_code == 0 and "GPU compute" in table.stdout and "H2D copies" in table.stdout
+
+
+def test_trt_version_compatible_plan_needs_allow_host_code(fake_trt, tmp_path):
+    engine = _engine(tmp_path, {"device": "gpu", "runtime_needs_host_code": True})
+    res = bench(engine, "--runtime", "trt", *FAST)
+    assert res.exit_code == 2 and "--allow-host-code" in res.output and "Traceback" not in res.output
+    assert bench(engine, "--runtime", "trt", "--allow-host-code", *FAST).exit_code == 0
+
+
+def test_trt_options_on_onnx_runtime_are_refused(model):
+    res = bench(model, "--allow-host-code", *FAST)
+    assert res.exit_code == 2 and "are for TensorRT engines" in res.output

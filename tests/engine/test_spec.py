@@ -113,3 +113,16 @@ def test_every_builtin_target_gives_a_valid_spec():
     for name, target in TARGETS.items():
         s = engine_spec_for(target)
         assert s.target == name and s.precision == target.precision
+
+
+@pytest.mark.parametrize("pool, mib, lo, hi", [("dla_sram", 3, 2, 4), ("dla_local_dram", 1000, 512, 1024),
+                                              ("dla_global_dram", 513, 512, 1024)])
+def test_dla_pools_must_be_powers_of_two(pool, mib, lo, hi):
+    """NvInfer.h (MemoryPoolType): each DLA pool "must be at least 4 KiB and must be a power of 2"; whole MiB
+    are always >= 4 KiB, so the power of two is what a spec can get wrong."""
+    with pytest.raises(BadInputError) as e:
+        EngineSpec("dla", precision="fp16", dla_core=0, memory_pools_mib={pool: mib})
+    assert e.value.exit_code == EXIT_BAD_INPUT and "not a power of two" in e.value.what
+    assert e.value.fix == f"use {lo} or {hi} MiB"
+    EngineSpec("dla", precision="fp16", dla_core=0, memory_pools_mib={pool: hi})
+    EngineSpec("t", memory_pools_mib={"workspace": 1000})  # the GPU workspace has no such rule

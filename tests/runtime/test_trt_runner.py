@@ -64,7 +64,7 @@ def test_profile_violation():
     (["Serialization assertion magicTagRead == kMAGIC_TAG failed"], BadInputError, "could not load"),
 ])
 def test_deserialize_failure_is_classified(log, kind, needle):
-    err = deserialize_failure("e.plan", log, [], trust_host_code=False)
+    err = deserialize_failure("e.plan", log, [], allow_host_code=False)
     assert isinstance(err, kind) and needle in err.what and err.details == log
 
 
