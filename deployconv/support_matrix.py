@@ -231,7 +231,12 @@ def target_refusals(*, family: str | None, jetpack: tuple[str, ...], sm: tuple[i
                            "jetson-thor-fp16 (Thor's GPU), or a jetson-orin-dla-* target for DLA on Orin"))
     elif dla:
         dark = [b for b in bands_in(min_trt, max_trt) if not b.dla]
-        if dark:
+        if dark and min_trt and min_trt == max_trt:  # one TensorRT version: the nearest ones with DLA
+            out.append(Refusal(
+                f"TensorRT {min_trt} has no DLA on Jetson", f"{dark[0].label}: {dark[0].what} ({dark[0].source.where})",
+                f"TensorRT {DLA_TRT10[1]} or older (JetPack 6.1/6.2: the built-in jetson-orin-dla-{precision}), or "
+                f"TensorRT {DLA_TRT11}+ (AGX Orin, JetPack >= 7.2.2: jetson-orin-dla-{precision}-trt11)"))
+        elif dark:
             span = f"{min_trt or 'any'} to {max_trt or 'any newer'}"
             out.append(Refusal(
                 f"a DLA target for TensorRT {span} reaches TensorRT "
