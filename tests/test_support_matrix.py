@@ -4,6 +4,7 @@ refused before any work (exit 2, the nearest valid choice named, no traceback) b
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,7 @@ def test_every_tensorrt_band(band):
 
 
 def test_the_bands_do_not_overlap_and_9x_is_not_listed():
-    for a, b in zip(TRT_BANDS, TRT_BANDS[1:]):
+    for a, b in itertools.pairwise(TRT_BANDS):
         assert a.hi < b.lo
     assert dla_available("9.2") is None and dla_available("10.7.0") and not dla_available("10.8")
     assert [b.label for b in bands_in("10.3", None)] == ["10.0 to 10.7.x", "10.8 to 10.x", "11.0 to 11.3.x",

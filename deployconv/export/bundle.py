@@ -51,6 +51,7 @@ class BundleResult:
     dla: dict[str, Any] | None
     trtexec: str | None
     notes: list[str] = field(default_factory=list)
+    trtexec_run: str | None = None  # trtexec running the plan `trtexec` builds
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -280,4 +281,4 @@ def make_bundle(export_dir: Path, out_dir: Path, *, force: bool = False, root: P
         with atomic_path(tarball) as tmp_tar:
             write_deterministic_tar(tmp, tmp_tar, out_dir.name)
     return BundleResult(out=out_dir, tarball=tarball, files=files, tar_sha256=sha256_file(tarball),
-                        dla=dla.to_dict() if dla else None, trtexec=trtexec, notes=notes)
+                        dla=dla.to_dict() if dla else None, trtexec=trtexec, notes=notes, trtexec_run=trtexec_run)

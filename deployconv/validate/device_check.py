@@ -281,10 +281,10 @@ def _check_platform(target: Any, env: Environment, ort: bool) -> Check:
     jp = jetpack_for(env.l4t) if env.l4t else None
     expected = "a JetPack / TensorRT" + (" / DLA" if target.uses_dla else "") + " combination NVIDIA supports " \
         "(deployconv/support_matrix.py)"
-    missing = [what for what, have in (("a known Jetson", family), ("a known JetPack", jp),
-                                       ("TensorRT", env.tensorrt)) if not have]
+    missing = [what for what, have in (("Jetson model unknown", family), ("JetPack release unknown", jp),
+                                       ("TensorRT not installed", env.tensorrt)) if not have]
     if ort or missing:
-        found = "not checked: " + ("checked with ONNX Runtime instead" if ort else "no " + ", no ".join(missing))
+        found = "not checked: " + (ORT_INSTEAD if ort else "; ".join(missing))
         return Check("platform", SKIP, found, expected)
     verdict = device_verdict(family, jp, env.tensorrt, wants_dla=target.uses_dla, model=env.jetson_model or "")
     status = SKIP if verdict.ok is None else PASS if verdict.ok else FAIL

@@ -135,9 +135,9 @@ def test_each_mismatch_fails_with_a_fix(env, name, missing, words):
     ("jetson-orin-dla-fp16", replace(ORIN, tensorrt="10.16.0"), FAIL, "install that TensorRT"),
     ("jetson-orin-dla-fp16", replace(ORIN, l4t=(35, 4, 1)), FAIL, "TensorRT 8.5"),  # JetPack 5.1.2 ships 8.5
     ("jetson-orin-fp16", replace(ORIN, tensorrt="11.4.1"), FAIL, "JetPack 6.1 to 6.x: TensorRT 10.3 to 10.7.x"),
-    ("jetson-orin-dla-fp16", replace(ORIN, jetson_model=None), SKIP, "no a known Jetson"),
-    ("jetson-orin-dla-fp16", replace(ORIN, l4t=(99, 0, 0)), SKIP, "no a known JetPack"),
-    ("jetson-orin-dla-fp16", replace(ORIN, tensorrt=None), SKIP, "no TensorRT"),
+    ("jetson-orin-dla-fp16", replace(ORIN, jetson_model=None), SKIP, "Jetson model unknown"),
+    ("jetson-orin-dla-fp16", replace(ORIN, l4t=(99, 0, 0)), SKIP, "JetPack release unknown"),
+    ("jetson-orin-dla-fp16", replace(ORIN, tensorrt=None), SKIP, "TensorRT not installed"),
     ("jetson-thor-fp16", replace(ORIN, jetson_model="NVIDIA Jetson AGX Thor", l4t=(38, 2, 0), tensorrt="10.13.3"),
      PASS, "JetPack 7.0 to 7.1.x: TensorRT 10.13, no DLA"),
 ])
