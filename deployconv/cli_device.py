@@ -93,7 +93,9 @@ def render_bundle(bundle: BundleResult) -> None:
         c = bundle.dla["counts"]
         out.print(f"DLA: {c['DLA']} of {c['total']} layers on DLA, {c['GPU']} on the GPU (dla.json)")
     if bundle.trtexec:
-        out.print(f"trtexec: {bundle.trtexec}")
+        out.print(f"trtexec: {bundle.trtexec}", highlight=False, soft_wrap=True)
+    if bundle.trtexec_run:
+        out.print(f"trtexec run: {bundle.trtexec_run}", highlight=False, soft_wrap=True)
     for note in bundle.notes:
         err.print(f"[yellow]note:[/] {note}", highlight=False)
     out.print(f"next, on the device: see {bundle.out / 'README.md'}")

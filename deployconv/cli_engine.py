@@ -65,16 +65,19 @@ def _build(source: Path, target: str | None, plugins: list[Path] | None, out_dir
     libs = [str(p) for p in plugins] if plugins else None
     if plan_only:
         from deployconv.engine.builder import plan_build
-        from deployconv.engine.trtexec import trtexec_command
+        from deployconv.engine.trtexec import trtexec_command, trtexec_run_command
 
         version = trt_version or (tgt.tensorrt.min_version if tgt.tensorrt else "10.3")
         plan = plan_build(onnx_path, tgt, version, libs)
-        line = trtexec_command(plan, onnx_path, plan.plugin_libraries, (out_dir or onnx_path.parent) / "engine.plan")
+        engine = (out_dir or onnx_path.parent) / "engine.plan"
+        line = trtexec_command(plan, onnx_path, plan.plugin_libraries, engine)
+        run_line = trtexec_run_command(plan, plan.plugin_libraries, engine)
         if json_out:
-            print_json({"plan": plan.to_dict(), "trtexec": line})
+            print_json({"plan": plan.to_dict(), "trtexec": line, "trtexec_run": run_line})
         else:
             out.print_json(json.dumps(plan.to_dict()))
-            out.print(f"trtexec line for TensorRT {version}:\n{line}", highlight=False, soft_wrap=True)
+            out.print(f"trtexec line for TensorRT {version}:\n{line}\nand to run the plan it builds:\n{run_line}",
+                      highlight=False, soft_wrap=True)
         return
     from deployconv.engine.builder import build_engine
 

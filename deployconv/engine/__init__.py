@@ -10,8 +10,9 @@ from deployconv.engine.plan import BuildPlan, TrtVersion, make_plan
 from deployconv.engine.precision import PrecisionPlan, plan_precision
 from deployconv.engine.profiles import Profile, ShapeRange, make_profile
 from deployconv.engine.spec import EngineSpec, engine_spec_for
-from deployconv.engine.trtexec import trtexec_argv, trtexec_command
+from deployconv.engine.trtexec import trtexec_argv, trtexec_command, trtexec_run_argv, trtexec_run_command
 
 __all__ = ["ENGINE_FILE", "BuildPlan", "EngineSpec", "InputFact", "OnnxFacts", "PrecisionPlan", "Profile",
            "ShapeRange", "TrtVersion", "build_engine", "engine_spec_for", "facts_from_model", "make_plan",
-           "make_profile", "parser_failure", "plan_build", "plan_precision", "read_onnx_facts", "trtexec_argv", "trtexec_command"]
+           "make_profile", "parser_failure", "plan_build", "plan_precision", "read_onnx_facts", "trtexec_argv", "trtexec_command",
+           "trtexec_run_argv", "trtexec_run_command"]

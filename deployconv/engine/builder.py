@@ -99,7 +99,7 @@ def explain_versions(spec: EngineSpec) -> tuple[str, ...]:
     hi = spec.max_trt and int(spec.max_trt.split(".")[0])
     if hi and hi < 10:
         return (str(spec.max_trt),)
-    if lo and lo > 11:
+    if lo and lo >= 11:  # a TensorRT 11 target (e.g. DLA from 11.4.1): its own minimum, not 10.x
         return (str(spec.min_trt),)
     first = str(spec.max_trt) if hi == 10 else EXPLAIN_FOR[0]
     return (first,) if hi == 10 else (first, EXPLAIN_FOR[1])

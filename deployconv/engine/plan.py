@@ -14,6 +14,7 @@ from deployconv.engine.precision import PrecisionPlan, plan_precision
 from deployconv.engine.profiles import Profile, make_profile
 from deployconv.engine.spec import DEFAULT_OPTIMIZATION_LEVEL, EngineSpec
 from deployconv.errors import BadInputError, MissingEnvironmentError
+from deployconv.support_matrix import target_refusals
 
 MIN_TRT = (8, 5)  # execute_async_v3 and named I/O tensors (JetPack 5.1); deployconv plugins need more:
 PLUGINS_SINCE = (10, 1)  # IPluginV3 is TensorRT 10.0+, and the ONNX parser imports V3 plugins from 10.1
@@ -141,11 +142,23 @@ def check_trt_version(version: TrtVersion, spec: EngineSpec, facts: OnnxFacts | 
             fix="use hardware_compatibility='ampere+' or 'none', or upgrade TensorRT")
 
 
+def check_platform(version: TrtVersion, spec: EngineSpec) -> None:
+    """BadInputError (exit 2, with the nearest valid choice) when deployconv.support_matrix says this TensorRT
+    cannot give what `spec` asks: DLA in a TensorRT without DLA on Jetson, DLA on Thor."""
+    if not spec.uses_dla:
+        return
+    text = str(version)
+    for refusal in target_refusals(family=None, jetpack=(), sm=spec.device_sm, min_trt=text, max_trt=text, dla=True,
+                                   precision=spec.precision):
+        raise refusal.error(f"target {spec.target!r} on TensorRT {version}")
+
+
 def make_plan(spec: EngineSpec, trt_version: str | TrtVersion, facts: OnnxFacts,
               plugin_libraries: tuple[str, ...] | list[str] = ()) -> BuildPlan:
     """Every decision of the build (see the module docstring). Raises BadInputError for impossible asks,
     MissingEnvironmentError for what this TensorRT or the missing plugin library cannot do."""
     version = TrtVersion.parse(trt_version)
+    check_platform(version, spec)
     check_trt_version(version, spec, facts)
     dla = spec.uses_dla
     precision = plan_precision(spec.precision, version.major, facts, strongly_typed=spec.strongly_typed, dla=dla)

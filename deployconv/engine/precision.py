@@ -90,6 +90,9 @@ def plan_precision(precision: str, trt_major: int, facts: OnnxFacts, *, strongly
             raise _needs_carried(precision, trt_major, facts, "TensorRT 11 networks are always strongly typed")
         if dla:
             notes.append("DLA on TensorRT 11 is strongly typed: the ONNX tensor types decide what runs on DLA")
+            if precision == "int8" and "fp16" not in carried:
+                notes.append("the layers the Q/DQ nodes leave in float are fp32 in this ONNX: DLA has no fp32, so on "
+                             "TensorRT 11 they run on the GPU (GPU fallback); an fp16 float part would keep them on DLA")
         return PrecisionPlan(precision, trt_major, True, (), carries, tuple(notes))
 
     if trt_major < 10:  # 8.5 / 8.6 (JetPack 5.1 / 6.0): weakly typed only, no BF16

@@ -51,6 +51,7 @@ class BundleResult:
     dla: dict[str, Any] | None
     trtexec: str | None
     notes: list[str] = field(default_factory=list)
+    trtexec_run: str | None = None  # trtexec running the plan `trtexec` builds
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -123,21 +124,35 @@ def write_deterministic_tar(src: Path, dest: Path, arcname: str) -> None:
 def trtexec_line(proto: Any, target: Any) -> tuple[str | None, str]:
     """The trtexec command building the same engine as `deployconv build-engine` (deployconv.engine's plan), for
     the oldest TensorRT the target accepts, with device-side paths; or None and why there is none."""
+    build, _run, note = trtexec_lines(proto, target)
+    return build, note
+
+
+def trtexec_lines(proto: Any, target: Any) -> tuple[str | None, str | None, str]:
+    """(build line, run line, note): `trtexec_line` and the trtexec line running the plan it builds (plugins
+    loaded again unless the plan carries them)."""
     if target.runtime != "tensorrt":
-        return None, "the target runs on ONNX Runtime"
+        return None, None, "the target runs on ONNX Runtime"
     version = target.tensorrt.min_version if target.tensorrt else TRT_VERSION_FALLBACK
     try:
-        from deployconv.engine import engine_spec_for, facts_from_model, make_plan, trtexec_command
+        from deployconv.engine import (
+            engine_spec_for,
+            facts_from_model,
+            make_plan,
+            trtexec_command,
+            trtexec_run_command,
+        )
     except ImportError as e:  # deployconv.engine is optional at import time; the README still has the steps
-        return None, f"deployconv.engine is not available here ({e})"
+        return None, None, f"deployconv.engine is not available here ({e})"
     try:
         spec = engine_spec_for(target)
         facts = facts_from_model(proto, "model.onnx")
         libs = (PLUGIN_LIBRARY,) if facts.plugin_nodes else ()
         plan = make_plan(spec, version, facts, libs)
     except DeployconvError as e:
-        return None, f"TensorRT {version} cannot build this target: {e.what}"
-    return trtexec_command(plan, "model.onnx", libs, "engine.plan"), f"TensorRT {version}"
+        return None, None, f"TensorRT {version} cannot build this target: {e.what}"
+    return (trtexec_command(plan, "model.onnx", libs, "engine.plan"),
+            trtexec_run_command(plan, libs, "engine.plan"), f"TensorRT {version}")
 
 
 def _check_export(export_dir: Path) -> dict[str, Any]:
@@ -221,7 +236,7 @@ def make_bundle(export_dir: Path, out_dir: Path, *, force: bool = False, root: P
 
     proto = onnx.load(str(export_dir / "model.onnx"))
     dla = dla_capability(proto, target) if target.uses_dla else None
-    trtexec, trtexec_note = trtexec_line(proto, target)
+    trtexec, trtexec_run, trtexec_note = trtexec_lines(proto, target)
     if target.runtime == "tensorrt" and trtexec is None:
         notes.append(f"no trtexec line: {trtexec_note}")
     with atomic_dir(out_dir, force) as tmp:
@@ -247,7 +262,7 @@ def make_bundle(export_dir: Path, out_dir: Path, *, force: bool = False, root: P
             tensorrt=_tensorrt_text(target), plugins=tuple(plugins),
             plugin_archs=tuple(target.tensorrt.plugin_archs) if target.tensorrt else (),
             has_plugin_sources=bool(n_plugin), has_python_sources=bool(n_python), trtexec=trtexec,
-            trtexec_note=trtexec_note, dla_summary=dla.summary() if dla else None,
+            trtexec_note=trtexec_note, trtexec_run=trtexec_run, dla_summary=dla.summary() if dla else None,
             device_notes=target.device.notes if target.device else (), has_ort_twin=twin != "model.onnx")))
         body = {k: v for k, v in manifest.items() if k != "files"}
         body["bundle"] = {
@@ -259,10 +274,11 @@ def make_bundle(export_dir: Path, out_dir: Path, *, force: bool = False, root: P
             "plugin_archs": list(target.tensorrt.plugin_archs) if target.tensorrt else [],
             "dla": dla.counts if dla else None,
             "trtexec": trtexec,
+            "trtexec_run": trtexec_run,
         }
         write_manifest(tmp, body)
         files = len(read_manifest(tmp)["files"]) + 1
         with atomic_path(tarball) as tmp_tar:
             write_deterministic_tar(tmp, tmp_tar, out_dir.name)
     return BundleResult(out=out_dir, tarball=tarball, files=files, tar_sha256=sha256_file(tarball),
-                        dla=dla.to_dict() if dla else None, trtexec=trtexec, notes=notes)
+                        dla=dla.to_dict() if dla else None, trtexec=trtexec, notes=notes, trtexec_run=trtexec_run)

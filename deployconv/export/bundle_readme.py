@@ -31,6 +31,7 @@ class ReadmeFacts:
     dla_summary: str | None
     device_notes: tuple[str, ...] = field(default=())
     has_ort_twin: bool = False  # ort/model.onnx: the plugin graph with ONNX-domain lowerings
+    trtexec_run: str | None = None  # the trtexec line running the plan the trtexec line builds
 
 
 _HEAD = """# deployconv device bundle: {model} -> {target}
@@ -109,7 +110,7 @@ The same build with TensorRT's own tool ({trtexec_note}):
 
 ```sh
 {trtexec}
-```"""
+```{run}"""
 
 _ENGINE_NO_TRTEXEC = """
 ## {n}. Build the engine
@@ -183,8 +184,11 @@ def render_readme(f: ReadmeFacts) -> str:
     if trt:
         plugin_arg = f" --plugins {PLUGIN_LIBRARY}" if f.plugins else ""
         tpl = _ENGINE if f.trtexec else _ENGINE_NO_TRTEXEC
+        run = ("\n\nand to run the plan it builds (plugin libraries are loaded with `--dynamicPlugins`, which calls "
+               "their `getCreators`; a plan that carries them does not load them again):\n\n```sh\n"
+               f"{f.trtexec_run}\n```") if f.trtexec_run else ""
         parts.append(tpl.format(n=n, target=f.target, plugin_arg=plugin_arg, trtexec=f.trtexec,
-                                trtexec_note=f.trtexec_note))
+                                trtexec_note=f.trtexec_note, run=run))
         n += 1
     parts.append(_VALIDATE.format(n=n))
     n += 1

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from deployconv.errors import BadInputError
+from deployconv.support_matrix import Refusal, target_refusals
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -167,6 +168,18 @@ def _validate(t: Target, where: str) -> None:
     for ok, what, fix in checks:
         if not ok:
             raise _bad(where, f"invalid {what}", fix)
+    for refusal in platform_refusals(t):
+        raise refusal.error(f"target {where}")
+
+
+def platform_refusals(t: Target) -> list[Refusal]:
+    """The impossible device / JetPack / TensorRT / DLA combinations `t` declares (deployconv.support_matrix)."""
+    if t.runtime != "tensorrt" and not t.uses_dla:
+        return []
+    trt, dev = t.tensorrt, t.device
+    return target_refusals(family=dev.family if dev else None, jetpack=tuple(dev.jetpack) if dev else (),
+                           sm=tuple(dev.sm) if dev else (), min_trt=trt.min_version if trt else None,
+                           max_trt=trt.max_version if trt else None, dla=t.uses_dla, precision=t.precision)
 
 
 def load_target_file(path: Path) -> Target:

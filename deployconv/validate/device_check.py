@@ -128,7 +128,9 @@ def jetpack_for(l4t: tuple[int, int, int]) -> str | None:
 
 
 def jetpack_matches(found: str, allowed: tuple[str, ...]) -> bool:
-    return any(found == a or found.startswith(a + ".") for a in allowed)
+    """`found` is one of `allowed`: "6.1" admits 6.1 and 6.1.x; "7.2.2+" admits 7.2.2 and every later release."""
+    return any(version_tuple(found) >= version_tuple(a[:-1]) if a.endswith("+")
+               else (found == a or found.startswith(a + ".")) for a in allowed)
 
 
 def runs_on(cap: int, sass: tuple[int, ...], ptx: tuple[int, ...]) -> bool:
@@ -267,12 +269,35 @@ def _check_plugins(target: Any, env: Environment, ort: bool, plugins: list[str])
     return Check("plugins", PASS, found, expected)
 
 
+JETSON_FAMILIES = ("orin", "thor", "xavier")
+
+
+def _check_platform(target: Any, env: Environment, ort: bool) -> Check:
+    """This Jetson's JetPack and TensorRT against deployconv.support_matrix (and DLA, when the target uses it)."""
+    from deployconv.support_matrix import device_verdict
+
+    model = (env.jetson_model or "").lower()
+    family = next((f"jetson-{f}" for f in JETSON_FAMILIES if f in model), None)
+    jp = jetpack_for(env.l4t) if env.l4t else None
+    expected = "a JetPack / TensorRT" + (" / DLA" if target.uses_dla else "") + " combination NVIDIA supports " \
+        "(deployconv/support_matrix.py)"
+    missing = [what for what, have in (("Jetson model unknown", family), ("JetPack release unknown", jp),
+                                       ("TensorRT not installed", env.tensorrt)) if not have]
+    if ort or missing:
+        found = "not checked: " + (ORT_INSTEAD if ort else "; ".join(missing))
+        return Check("platform", SKIP, found, expected)
+    verdict = device_verdict(family, jp, env.tensorrt, wants_dla=target.uses_dla, model=env.jetson_model or "")
+    status = SKIP if verdict.ok is None else PASS if verdict.ok else FAIL
+    return Check("platform", status, verdict.found, verdict.expected, verdict.fix)
+
+
 def environment_checks(target: Any, manifest: dict[str, Any], env: Environment, ort: bool) -> list[Check]:
     """The environment checks for `target` from probed facts. Pure."""
     plugins = [p["name"] for p in manifest.get("plugins", [])]
     checks = [_check_tensorrt(target, env, ort), _check_gpu(target, env, ort, bool(plugins))]
     if target.device is not None and target.device.family.startswith("jetson"):
         checks.append(_check_jetson(target, env, ort))
+        checks.append(_check_platform(target, env, ort))
     if target.uses_dla:
         checks.append(_check_dla(target, env, ort))
     if plugins:

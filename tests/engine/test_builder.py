@@ -78,7 +78,7 @@ def test_without_tensorrt_plugin_graph_gets_a_placeholder_library(tmp_path):
     path = save(plugin_net(), tmp_path / "model.onnx")
     err = error_of(MissingEnvironmentError, build_engine, path, EngineSpec("trt-fp32"), tmp_path)
     assert err.exit_code == EXIT_MISSING_ENV
-    assert f"--staticPlugins={PLUGIN_PLACEHOLDER}" in err.details[0] and PLUGIN_PLACEHOLDER in err.fix
+    assert f"--dynamicPlugins={PLUGIN_PLACEHOLDER}" in err.details[0] and PLUGIN_PLACEHOLDER in err.fix
 
 
 @no_trt

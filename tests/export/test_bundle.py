@@ -175,6 +175,20 @@ def test_trtexec_line_comes_from_the_engine_plan():
     assert line is None and "Q/DQ" in note  # an int8 engine needs the int8 ONNX; said, not faked
 
 
+def test_bundle_lines_load_the_plugin_library_dynamically_to_build_and_to_run():
+    from deployconv.export.bundle import trtexec_lines
+
+    build, run, note = trtexec_lines(_static_model(True), get_target("trt-fp16"))
+    assert note == "TensorRT 10.1"
+    assert f"--dynamicPlugins={PLUGIN_LIBRARY}" in build and "--staticPlugins" not in build
+    assert run == f"trtexec --loadEngine=engine.plan --dynamicPlugins={PLUGIN_LIBRARY}"
+    text = render_readme(ReadmeFacts(
+        model="m", target="trt-fp16", description="", runtime="tensorrt", precision="fp16", io="", device="",
+        tensorrt="10.1 or newer", plugins=("DeployconvSKA",), plugin_archs=(87,), has_plugin_sources=True,
+        has_python_sources=True, trtexec=build, trtexec_note=note, dla_summary=None, trtexec_run=run))
+    assert build in text and run in text and "getCreators" in text
+
+
 def _app() -> typer.Typer:
     from deployconv.cli_device import bundle_cmd, check_cmd
 

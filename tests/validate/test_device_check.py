@@ -103,8 +103,9 @@ def test_parsers_and_version_ranges():
 
 def test_orin_with_everything_passes():
     checks = by_name(environment_checks(get_target("jetson-orin-dla-fp16"), WITH_PLUGINS, ORIN, ort=False))
-    assert set(checks) == {"tensorrt", "gpu", "jetson", "dla", "plugins"}
+    assert set(checks) == {"tensorrt", "gpu", "jetson", "platform", "dla", "plugins"}
     assert all(c.status == PASS for c in checks.values()), checks
+    assert checks["platform"].found == "jetson-orin on JetPack 6.1 with TensorRT 10.3.0.30"
     assert checks["jetson"].found.endswith("L4T R36.4.0 = JetPack 6.1")
 
 
@@ -125,8 +126,48 @@ def test_each_mismatch_fails_with_a_fix(env, name, missing, words):
     checks = by_name(environment_checks(get_target("jetson-orin-dla-fp16"), WITH_PLUGINS, env, ort=False))
     c = checks[name]
     assert c.status == FAIL and c.missing is missing and words in c.fix + c.expected, c
-    failed = {x.name for x in checks.values() if x.status == FAIL}
+    failed = {x.name for x in checks.values() if x.status == FAIL} - {"platform"}  # tested on its own below
     assert failed == ({name, "plugins"} if name == "gpu" and env.compute_caps else {name})
+
+
+@pytest.mark.parametrize(("target", "env", "status", "words"), [
+    ("jetson-orin-dla-fp16", ORIN, PASS, "JetPack 6.1 to 6.x: TensorRT 10.3 to 10.7.x, DLA"),
+    ("jetson-orin-dla-fp16", replace(ORIN, tensorrt="10.16.0"), FAIL, "install that TensorRT"),
+    ("jetson-orin-dla-fp16", replace(ORIN, l4t=(35, 4, 1)), FAIL, "TensorRT 8.5"),  # JetPack 5.1.2 ships 8.5
+    ("jetson-orin-fp16", replace(ORIN, tensorrt="11.4.1"), FAIL, "JetPack 6.1 to 6.x: TensorRT 10.3 to 10.7.x"),
+    ("jetson-orin-dla-fp16", replace(ORIN, jetson_model=None), SKIP, "Jetson model unknown"),
+    ("jetson-orin-dla-fp16", replace(ORIN, l4t=(99, 0, 0)), SKIP, "JetPack release unknown"),
+    ("jetson-orin-dla-fp16", replace(ORIN, tensorrt=None), SKIP, "TensorRT not installed"),
+    ("jetson-thor-fp16", replace(ORIN, jetson_model="NVIDIA Jetson AGX Thor", l4t=(38, 2, 0), tensorrt="10.13.3"),
+     PASS, "JetPack 7.0 to 7.1.x: TensorRT 10.13, no DLA"),
+])
+def test_platform_check_reports_the_device_against_the_support_matrix(target, env, status, words):
+    c = by_name(environment_checks(get_target(target), WITH_PLUGINS, env, ort=False))["platform"]
+    assert c.status == status and words in c.found + c.expected + c.fix, c
+
+
+def test_platform_check_says_dla_is_absent_where_the_table_says_so():
+    from deployconv.validate.device_check import _check_platform
+
+    orin_jp72 = replace(ORIN, l4t=(36, 4, 0), tensorrt="10.16.0")  # JetPack 6.1 device with 10.16: wrong TRT
+    assert _check_platform(get_target("jetson-orin-dla-fp16"), orin_jp72, False).status == FAIL
+    # the table's verdict for a JetPack 7.2 Orin (L4T for 7.2 is not in the L4T table: asked directly)
+    from deployconv.support_matrix import device_verdict
+
+    v = device_verdict("jetson-orin", "7.2", "10.16.1", wants_dla=True)
+    assert v.ok is False and "10.7 was the last" in v.fix
+    nx = device_verdict("jetson-orin", "7.2.2", "11.4.1", wants_dla=True, model="NVIDIA Jetson Orin NX")
+    assert nx.ok is False and "AGX Orin only" in nx.fix
+    agx = device_verdict("jetson-orin", "7.2.3", "11.4.1", wants_dla=True, model="NVIDIA Jetson AGX Orin")
+    assert agx.ok is True and "strongly typed" in agx.expected
+
+
+def test_jetpack_lists_accept_open_ended_entries():
+    from deployconv.validate.device_check import jetpack_matches
+
+    assert jetpack_matches("7.2.2", ("7.2.2+",)) and jetpack_matches("7.3", ("7.2.2+",))
+    assert not jetpack_matches("7.2.1", ("7.2.2+",)) and not jetpack_matches("6.2", ("7.2.2+",))
+    assert jetpack_matches("6.2.1", ("6.1", "6.2")) and not jetpack_matches("6.0", ("6.1", "6.2"))
 
 
 def test_unknown_archs_and_newer_gpus():
