@@ -5,9 +5,7 @@ compiles against them (C++17, -Wall -Wextra -Werror)."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -166,7 +164,7 @@ def test_version_parsing_covers_both_macro_styles(tmp_path):
     (new / "NvInferVersion.h").write_text("#define TRT_MAJOR_ENTERPRISE 11\n#define TRT_MINOR_ENTERPRISE 1\n"
                                           "#define TRT_PATCH_ENTERPRISE 0\n#define NV_TENSORRT_MAJOR TRT_MAJOR_ENTERPRISE\n")
     assert (header_version(old), header_version(new)) == ("10.3.0", "11.1.0")
-    with pytest.raises(ValueError, match="NvInferVersion.h"):
+    with pytest.raises(ValueError, match=r"NvInferVersion\.h"):
         header_version(tmp_path)
 
 
