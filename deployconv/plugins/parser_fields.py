@@ -119,3 +119,21 @@ def probe_lines(imp: ParserImport) -> list[str]:
 def field_dicts(fields: Sequence[PluginFieldValue]) -> list[dict]:
     """The probe's JSON form of fields ({"name", "type", "length", "values"}), to compare with what it prints."""
     return [{"name": f.name, "type": f.type, "length": f.length, "values": list(f.values)} for f in fields]
+
+
+def compare_fields(expected: Sequence[dict], got: Sequence[dict]) -> list[str]:
+    """Differences between two field lists in the probe's JSON form: names and order, PluginFieldType, length and
+    every value (float32 compared exactly after rounding both to float32). Empty when they agree."""
+    problems = []
+    if [f["name"] for f in expected] != [f["name"] for f in got]:
+        problems.append(f"field names {[f['name'] for f in got]} != {[f['name'] for f in expected]}")
+    for e, g in zip(expected, got):
+        if e["type"] != g["type"]:
+            problems.append(f"{e['name']}: PluginFieldType {g['type']} != {e['type']}")
+        elif e["length"] != g["length"]:
+            problems.append(f"{e['name']}: length {g['length']} != {e['length']}")
+        else:
+            conv = _float32 if e["type"] == K_FLOAT32 else int
+            if [conv(v) for v in e["values"]] != [conv(v) for v in g["values"]]:
+                problems.append(f"{e['name']}: values {g['values']} != {e['values']}")
+    return problems
