@@ -117,3 +117,27 @@ def run_probe(exe: Path, lib: Path, lines: Sequence[str], timeout: float = 120) 
     if proc.returncode != 0:
         raise RuntimeError(f"plugin_probe exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
     return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+
+
+def kernels_commands(nvcc: str, arch: int, obj_dir: Path, out: Path,
+                     source_dir: Path = SOURCE_DIR) -> tuple[list[list[str]], list[str]]:
+    """nvcc -c per kernels/*.cu for one arch (SASS + PTX; flags as CMakeLists.txt: -O3, no fast math), then `ar`."""
+    cmds = [[nvcc, "-std=c++17", "-O3", "-Xcompiler=-O3,-fPIC", f"-gencode=arch=compute_{arch},code=[sm_{arch},"
+             f"compute_{arch}]", "-I", str(source_dir / "kernels"), "-c", str(src), "-o", str(obj_dir / (src.stem + ".o"))]
+            for src in sorted((source_dir / "kernels").glob("*.cu"))]
+    return cmds, ["ar", "rcs", str(out), *(c[-1] for c in cmds)]
+
+
+def build_kernels_archive(arch: int, out_dir: Path, jobs: int = 4) -> Path:
+    """libdeployconv_kernels.a for one CUDA arch, with nvcc alone (no CMake: a GPU machine may lack it)."""
+    nvcc = shutil.which("nvcc") or next((str(p) for p in (Path("/usr/local/cuda/bin/nvcc"),) if p.is_file()), None)
+    if nvcc is None:
+        raise MissingEnvironmentError("nvcc not found", fix="install the CUDA toolkit or put nvcc on PATH")
+    obj_dir = out_dir / "kobj"
+    obj_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / "libdeployconv_kernels.a"
+    cmds, ar = kernels_commands(nvcc, arch, obj_dir, out)
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        list(pool.map(lambda c: _check(c, f"nvcc {Path(c[-3]).name} for sm_{arch}"), cmds))
+    _check(ar, "ar (kernels archive)")
+    return out

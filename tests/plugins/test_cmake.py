@@ -296,3 +296,34 @@ def test_shapes_are_checked_at_build_and_run_time(probe, name, inputs, output, m
     else:
         assert got["configure"] != 0 and message in got["configure_log"], got
         assert got["shape_change"] != 0 and message in got["shape_change_log"], got
+
+
+@pytest.mark.slow
+@pytest.mark.trt
+def test_enqueue_mode_is_built_in_and_says_when_there_is_no_gpu(probe):
+    """The probe links the CUDA runtime (statically) for its enqueue mode; without a GPU its other modes still run
+    and `enqueue` reports the missing device instead of crashing. (With a GPU: tests/gpu/test_plugin_enqueue.py.)"""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: tests/gpu/test_plugin_enqueue.py runs the enqueue mode for real")
+    out = probe("plugin DeployconvSKA", _tensor("in", FLOAT, 1, 8, 5, 5), _tensor("in", FLOAT, 1, 2, 9, 5, 5),
+                _tensor("out", FLOAT, 1, 8, 5, 5), "shapes", "enqueue /nonexistent")
+    assert out[0]["dims"] == [1, 8, 5, 5]
+    assert out[1] == {"ok": False, "step": "cuda", "error": "no CUDA device", "log": ""}
+
+
+def test_kernels_archive_commands_match_cmake_flags(tmp_path):
+    """The nvcc-only kernels build (used where CMake is missing, e.g. the GPU check) compiles every kernel with
+    CMakeLists.txt's flags: -O3, SASS + PTX for the arch, and no --use_fast_math."""
+    from deployconv.plugins.probe import kernels_commands
+
+    cmds, ar = kernels_commands("nvcc", 90, tmp_path, tmp_path / "k.a")
+    sources = sorted((REPO / "plugins_cpp" / "kernels").glob("*.cu"))
+    assert [c[-3] for c in cmds] == [str(s) for s in sources]
+    for c in cmds:
+        assert "-O3" in c and "-gencode=arch=compute_90,code=[sm_90,compute_90]" in c
+        assert not any("fast_math" in a for a in c)
+    assert ar[:3] == ["ar", "rcs", str(tmp_path / "k.a")] and ar[3:] == [c[-1] for c in cmds]
+    cmake = (REPO / "plugins_cpp" / "CMakeLists.txt").read_text()
+    assert "-O3 -Xcompiler=-O3" in cmake and "--use_fast_math" not in cmake.split("Deliberately NOT")[0]
