@@ -8,27 +8,21 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from deployconv.errors import BadInputError, MissingEnvironmentError
 from deployconv.plugins import library
+from deployconv.plugins.probe import run_probe
 from deployconv.plugins.table import PLUGINS
-from tests.plugins.test_trt_sources import NO_TRT, cuda_include_dir, trt_include_dir
+from deployconv.plugins.trt_headers import find_headers, missing_reason
+from tests.plugins.conftest import BUILD_ARCH
+from tests.plugins.conftest import need_tools as _need
 
 REPO = Path(__file__).resolve().parents[2]
 CMAKE_DIR = REPO / "plugins_cpp" / "cmake"
-BUILD_ARCH = 87  # one arch keeps the build around a minute on the 2-core runner (all defaults: ~5x that)
-
-
-def _need(*tools: str) -> None:
-    for t in tools:
-        if (library._tool(t) if t == "nvcc" else shutil.which(t)) is None:
-            pytest.skip(f"{t} not found: cannot configure the CUDA build")
 
 
 # --- arch selection in CMake -------------------------------------------------------------------------------------
@@ -93,16 +87,9 @@ def test_cmake_refuses_an_explicit_arch_nvcc_lacks(tmp_path):
 # --- a real build --------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def build(tmp_path_factory):
-    """build_plugins for one arch into a fresh directory; with TensorRT headers where they exist."""
-    _need("cmake", "nvcc")
-    trt = trt_include_dir()
-    out = tmp_path_factory.mktemp("plugins") / "out"
-    start = time.perf_counter()
-    result = library.build_plugins((BUILD_ARCH,), out, tensorrt_root=str(trt.parent) if trt else None, jobs=1)
-    print(f"\nbuild_plugins(sm_{BUILD_ARCH}): {result.built} in {time.perf_counter() - start:.0f} s")
-    return result, out
+@pytest.fixture
+def build(cmake_build):
+    return cmake_build
 
 
 @pytest.mark.slow
@@ -123,7 +110,7 @@ def test_build_writes_what_it_built(build):
 
 @pytest.mark.slow
 def test_without_tensorrt_headers_only_the_kernels_are_built(build):
-    if trt_include_dir() is not None:
+    if find_headers(os.environ) is not None:
         pytest.skip("TensorRT headers are present here: the plugin library was built (see the next test)")
     result, out = build
     assert result.built == "kernels" and result.library is None
@@ -134,8 +121,8 @@ def test_without_tensorrt_headers_only_the_kernels_are_built(build):
 @pytest.mark.slow
 @pytest.mark.trt
 def test_with_tensorrt_headers_the_plugin_library_is_built(build):
-    if trt_include_dir() is None:
-        pytest.skip(NO_TRT)
+    if find_headers(os.environ) is None:
+        pytest.skip(missing_reason(os.environ))
     result, out = build
     assert result.built == "kernels+tensorrt" and result.tensorrt_missing is None
     lib = library.plugin_library(out, check_gpu=False)
@@ -179,21 +166,12 @@ VALID_FIELDS = {
 FLOAT, HALF, BF16, LINEAR, CHW32 = 0, 1, 7, 0, 3  # nvinfer1::DataType / TensorFormat values
 
 
-@pytest.fixture(scope="module")
-def probe(build, tmp_path_factory):
-    result, _ = build
-    if result.library is None:
-        pytest.skip(NO_TRT)
-    exe = tmp_path_factory.mktemp("probe") / "plugin_probe"
-    cmd = ["g++", "-std=c++17", "-O0", "-isystem", str(trt_include_dir()), "-isystem", str(cuda_include_dir()),
-           str(REPO / "plugins_cpp" / "trt" / "probe" / "plugin_probe.cpp"), "-ldl", "-o", str(exe)]
-    subprocess.run(cmd, check=True, capture_output=True)
+@pytest.fixture
+def probe(trt_build):
+    """plugin_probe on the library built against one header set (each test runs once per set: 10.3, 10.16, 11.1)."""
 
     def run(*lines: str) -> list[dict]:
-        proc = subprocess.run([str(exe), result.library], input="\n".join(lines) + "\n", capture_output=True,
-                              text=True, timeout=60)
-        assert proc.returncode == 0, proc.stderr
-        return [json.loads(line) for line in proc.stdout.splitlines()]
+        return run_probe(trt_build.probe, trt_build.library, lines)
 
     return run
 
@@ -231,7 +209,7 @@ def test_plugins_are_created_and_round_trip_their_fields(probe, name):
     assert (created["name"], created["version"], created["namespace"], created["interface"]) == (
         name, PLUGINS[name].version, PLUGINS[name].namespace, "PLUGIN")
     assert created["roundtrip"], created  # kBUILD fields == getFieldsToSerialize -> kRUNTIME -> clone
-    assert [f.split(":")[0] for f in created["serialized"].split(";") if f] == PLUGINS[name].attr_names()
+    assert [f["name"] for f in created["serialized"]] == PLUGINS[name].attr_names()
 
 
 @pytest.mark.slow
@@ -318,3 +296,34 @@ def test_shapes_are_checked_at_build_and_run_time(probe, name, inputs, output, m
     else:
         assert got["configure"] != 0 and message in got["configure_log"], got
         assert got["shape_change"] != 0 and message in got["shape_change_log"], got
+
+
+@pytest.mark.slow
+@pytest.mark.trt
+def test_enqueue_mode_is_built_in_and_says_when_there_is_no_gpu(probe):
+    """The probe links the CUDA runtime (statically) for its enqueue mode; without a GPU its other modes still run
+    and `enqueue` reports the missing device instead of crashing. (With a GPU: tests/gpu/test_plugin_enqueue.py.)"""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: tests/gpu/test_plugin_enqueue.py runs the enqueue mode for real")
+    out = probe("plugin DeployconvSKA", _tensor("in", FLOAT, 1, 8, 5, 5), _tensor("in", FLOAT, 1, 2, 9, 5, 5),
+                _tensor("out", FLOAT, 1, 8, 5, 5), "shapes", "enqueue /nonexistent")
+    assert out[0]["dims"] == [1, 8, 5, 5]
+    assert out[1] == {"ok": False, "step": "cuda", "error": "no CUDA device", "log": ""}
+
+
+def test_kernels_archive_commands_match_cmake_flags(tmp_path):
+    """The nvcc-only kernels build (used where CMake is missing, e.g. the GPU check) compiles every kernel with
+    CMakeLists.txt's flags: -O3, SASS + PTX for the arch, and no --use_fast_math."""
+    from deployconv.plugins.probe import kernels_commands
+
+    cmds, ar = kernels_commands("nvcc", 90, tmp_path, tmp_path / "k.a")
+    sources = sorted((REPO / "plugins_cpp" / "kernels").glob("*.cu"))
+    assert [c[-3] for c in cmds] == [str(s) for s in sources]
+    for c in cmds:
+        assert "-O3" in c and "-gencode=arch=compute_90,code=[sm_90,compute_90]" in c
+        assert not any("fast_math" in a for a in c)
+    assert ar[:3] == ["ar", "rcs", str(tmp_path / "k.a")] and ar[3:] == [c[-1] for c in cmds]
+    cmake = (REPO / "plugins_cpp" / "CMakeLists.txt").read_text()
+    assert "-O3 -Xcompiler=-O3" in cmake and "--use_fast_math" not in cmake.split("Deliberately NOT")[0]
