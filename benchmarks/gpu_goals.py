@@ -120,6 +120,24 @@ def parity_goal(junit_xml: str | None) -> Goal:
                 f"{ran - c.failures - c.errors}/{ran} run tests passed ({c.skipped} skipped)", ev)
 
 
+def plugin_enqueue_goal(result: dict | None) -> Goal:
+    """Judge tests/gpu/plugin_enqueue_harness.py's JSON: every IPluginV3 case enqueued through plugin_probe within
+    the reference's bound. `passed` is null when the harness could not run (no device, no compiler, no headers)."""
+    target = "plugin outputs (IPluginV3 enqueue via plugin_probe) within the references' error bounds"
+    if result is None:
+        return Goal("plugin_enqueue", target, NOT_EVALUATED, "the plugin harness wrote no JSON")
+    if result.get("passed") is None:
+        return Goal("plugin_enqueue", target, NOT_EVALUATED, f"harness unavailable: {result.get('unavailable')}")
+    cases = result.get("cases", [])
+    bad = [c for c in cases if not c.get("ok")]
+    ev = [{"name": c.get("name"), "dtype": c.get("dtype"), "worst_err_over_bound": c.get("worst_err_over_bound"),
+           "error": c.get("error")} for c in bad]
+    if not cases:
+        return Goal("plugin_enqueue", target, NOT_EVALUATED, "the harness ran no case")
+    status = MET if result["passed"] and not bad else NOT_MET
+    return Goal("plugin_enqueue", target, status, f"{len(cases) - len(bad)}/{len(cases)} cases within bounds", ev)
+
+
 def kernel_goals(rows: list[dict], dram_gb_per_s: float | None) -> list[Goal]:
     """The goals the kernel benchmark's own rows decide."""
     return [ska_dram_goal(rows, dram_gb_per_s), dcnv2_goal(rows), dwconv_goal(rows)]

@@ -24,7 +24,7 @@ _REPO = Path(__file__).resolve().parent.parent
 if str(_REPO) not in sys.path:  # run as a script from anywhere: the repository's packages first
     sys.path.insert(0, str(_REPO))
 
-from benchmarks.gpu_goals import NOT_EVALUATED, Goal, parity_goal  # noqa: E402
+from benchmarks.gpu_goals import NOT_EVALUATED, Goal, parity_goal, plugin_enqueue_goal  # noqa: E402
 from deployconv.atomic import safe_name, write_text_atomic  # noqa: E402
 from deployconv.errors import BadInputError, DeployconvError  # noqa: E402
 
@@ -124,7 +124,9 @@ def summarize(out_dir: Path) -> dict:
         files["gpu_models"] = models_path.name
         parity_rows = model_parity(models)
         env = env or models.get("gpu_env", {})
-    if (out_dir / ENQUEUE).exists():
+    enqueue = _load_json(out_dir / ENQUEUE) if (out_dir / ENQUEUE).exists() else None
+    goals.append(asdict(plugin_enqueue_goal(enqueue)))
+    if enqueue is not None:
         files["plugin_enqueue"] = ENQUEUE
     failed = [s.name for s in stages if s.status in ("failed", "timeout")]
     return {

@@ -145,16 +145,12 @@ run_stage gpu_tests "$(stage_limit $CAP_TESTS)" "$PY" -m pytest -m gpu tests/gpu
   --junitxml="$OUT_DIR/gpu_tests.xml"
 
 # --- plugin enqueue harness ---------------------------------------------------------------------------------
-# >>> PLUGIN ENQUEUE HARNESS (helper A's C++ probe, enqueue mode). The lead fixes the exact command at merge. <<<
-if "$PY" -c "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('deployconv.plugins.enqueue_harness') else 1)" 2>/dev/null; then
-  run_stage plugin_enqueue "$(stage_limit $CAP_ENQUEUE)" "$PY" -m deployconv.plugins.enqueue_harness \
-    --out "$OUT_DIR/plugin_enqueue.json"
-else
-  banner "plugin_enqueue"
-  echo "not present: deployconv.plugins.enqueue_harness does not exist in this checkout"
-  record plugin_enqueue skipped - 0 - "not present"
-fi
-# <<< end of the plugin enqueue harness stage >>>
+# The C++ plugin_probe's enqueue mode drives each IPluginV3 (create -> configure -> attach -> enqueue) on real
+# device buffers against the PyTorch references (tests/gpu/plugin_enqueue_harness.py). Needs ../shared's TensorRT
+# headers (they travel with the device call) or TENSORRT_ROOT; no libnvinfer. Exit 0 pass, 1 a case failed, 3 n/a.
+run_stage plugin_enqueue "$(stage_limit $CAP_ENQUEUE)" "$PY" -m tests.gpu.plugin_enqueue_harness \
+  --out "$OUT_DIR/plugin_enqueue.json"
+
 
 # --- benchmarks ---------------------------------------------------------------------------------------------
 if [ "$RUN_BENCH" -eq 1 ]; then

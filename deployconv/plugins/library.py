@@ -2,7 +2,8 @@
 
 Front doors: `plugin_library(path=None)` finds the built library and says what it is (sha256, CUDA archs, entry
 points, whether this GPU can run it); `build_plugins(archs, out, force)` runs CMake into a fresh directory that
-replaces `out` only when the build succeeded; `register_with_tensorrt(trt, lib)` loads it into TensorRT.
+replaces `out` only when the build succeeded. Loading into TensorRT is `deployconv.engine.plugin_loading` (once per
+process).
 
 Every decision (where to look, what cuobjdump's listing means, which GPU runs which arch, which CMake command
 to run, whether an ELF file exports TensorRT's entry points) is a pure function tested on CPU; the subprocess
@@ -23,7 +24,6 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from deployconv.errors import BadInputError, MissingEnvironmentError
 
@@ -407,18 +407,3 @@ def plugins_to_serialize(lib: PluginLibrary) -> list[str]:
     """For `IBuilderConfig.plugins_to_serialize`: version-compatible engines then carry the library inside."""
     return [lib.path]
 
-
-def register_with_tensorrt(trt: Any, lib: PluginLibrary) -> Any:
-    """Load the library into TensorRT's plugin registry (`trt.get_plugin_registry().load_library`, TensorRT 10+,
-    which calls its getCreators / setLoggerFinder) and return the handle (for `deregister_library`).
-
-    A thin line by design: it needs TensorRT and cannot run on the development machines, so no test calls it;
-    everything it relies on (the path, the entry points) is checked by `plugin_library`."""
-    handle = trt.get_plugin_registry().load_library(lib.path)
-    if handle is None:
-        raise MissingEnvironmentError(
-            f"TensorRT refused to load {lib.path}",
-            why="load_library fails when a plugin of the same name/version/namespace is already registered or the "
-                "library cannot be opened (see TensorRT's log)",
-            fix="load it once per process; check `deployconv plugins info`")
-    return handle

@@ -55,7 +55,7 @@ def test_script_with_no_budget_skips_every_stage_and_still_summarises(tmp_path):
     summary = json.loads((out / "gpu_check.json").read_text())
     status = {s["name"]: (s["status"], s["note"]) for s in summary["stages"]}
     assert status["build"] == ("skipped", "budget spent") and status["gpu_models"][0] == "skipped"
-    assert status["plugin_enqueue"] == ("skipped", "not present")  # helper A's module is not in this checkout
+    assert status["plugin_enqueue"] == ("skipped", "budget spent")
     assert {g["status"] for g in summary["goals"]} == {gpu_goals.NOT_EVALUATED}
 
 
@@ -80,9 +80,9 @@ esac
     assert order == sorted(order)
     assert "--budget-s" in calls.split("benchmarks.gpu_models", 1)[1].splitlines()[0]
     summary = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
-    assert summary["failed_stages"] == ["build", "gpu_tests", "gpu_kernels", "gpu_models"]
+    assert summary["failed_stages"] == ["build", "gpu_tests", "plugin_enqueue", "gpu_kernels", "gpu_models"]
     assert summary["gpu_env"]["gpu"] == "Fake GPU 80GB"
-    assert "failed: build gpu_tests gpu_kernels gpu_models" in r.stdout
+    assert "failed: build gpu_tests plugin_enqueue gpu_kernels gpu_models" in r.stdout
 
 
 # --- benchmark CLIs ---------------------------------------------------------------------------------------------
@@ -273,7 +273,8 @@ def test_collect_files_a_run_under_benchmarks_results(tmp_path):
     _fake_run(out)
     summary = cg.summarize(out)
     assert summary["failed_stages"] == ["build"]
-    assert {g["name"]: g["status"] for g in summary["goals"]} == {"dwconv": "met", "parity": "met"}
+    assert {g["name"]: g["status"] for g in summary["goals"]} == {"dwconv": "met", "parity": "met",
+                                                                  "plugin_enqueue": "not evaluated"}
     ours = summary["models_ours_vs_eager"]
     assert ours[0]["speedup_vs_eager"] == 2.0 and ours[1]["status"] == "skipped"
     assert cg.main(["collect", str(out), "--results", str(results)]) == 0
@@ -312,3 +313,15 @@ def test_kernel_bench_skips_cases_past_its_budget_and_records_failing_families()
     gpu_kernels.run_family("dcnv2", lambda: 1 / 0, errors)
     gpu_kernels.run_family("dwconv", lambda: None, errors)
     assert list(errors) == ["dcnv2"] and "ZeroDivisionError" in errors["dcnv2"]
+
+
+def test_plugin_enqueue_goal_verdicts():
+    """The harness JSON decides the plugin goal: all cases within bounds, one out, unavailable, absent."""
+    ok = {"name": "ska_b1", "dtype": "fp16", "ok": True, "worst_err_over_bound": 0.2, "error": None}
+    bad = {"name": "dcn_b8", "dtype": "fp32", "ok": False, "worst_err_over_bound": 3.5, "error": None}
+    assert gpu_goals.plugin_enqueue_goal({"passed": True, "cases": [ok]}).status == gpu_goals.MET
+    g = gpu_goals.plugin_enqueue_goal({"passed": False, "cases": [ok, bad]})
+    assert g.status == gpu_goals.NOT_MET and g.summary.startswith("1/2") and g.evidence[0]["name"] == "dcn_b8"
+    assert gpu_goals.plugin_enqueue_goal({"passed": None, "unavailable": "no GPU"}).status == gpu_goals.NOT_EVALUATED
+    assert gpu_goals.plugin_enqueue_goal(None).status == gpu_goals.NOT_EVALUATED
+    assert gpu_goals.plugin_enqueue_goal({"passed": True, "cases": []}).status == gpu_goals.NOT_EVALUATED
