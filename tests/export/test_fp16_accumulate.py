@@ -125,3 +125,36 @@ def test_dynamic_extent_is_reported_not_modelled() -> None:
     _, rep = emulation_report(proto)
     assert rep.accumulation_modelled == []
     assert rep.not_modelled == [{"node": "gap", "op_type": "GlobalAveragePool", "why": "reduced extent not static"}]
+
+
+def _conv_gap(hw: int) -> onnx.ModelProto:
+    """x -> Conv 1x1 (fp16) -> GlobalAveragePool -> y: the GAP sums hw*hw values."""
+    w = numpy_helper.from_array(np.ones((4, 3, 1, 1), np.float32), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+             helper.make_node("GlobalAveragePool", ["c"], ["y"], name="gap")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", FLOAT, [2, 3, hw, hw])],
+                          [helper.make_tensor_value_info("y", FLOAT, [2, 4, 1, 1])], initializer=[w])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+
+
+def test_guard_keep_list_moves_when_the_reduction_precision_matters() -> None:
+    """With reductions left to measurement, the guard keeps a GlobalAveragePool in fp32 exactly when its fp16
+    accumulation breaks the budget: a 64x64 map of values ~19.5 (the conv sums three inputs of 6..7) sums to
+    ~80,000 per channel on the way to a mean of 19.5, past fp16's 65,504 (inf); a map of values ~0.45 stays
+    fp16."""
+    from deployconv.export.precision.fp16_guard import guard_fp16
+    from deployconv.export.precision.fp16_rules import REDUCTION
+    from deployconv.export.targets import Budget
+
+    budget = Budget(max_abs_rel_scale=1e-3, min_cosine=0.999)
+    rng = np.random.default_rng(0)
+    big = (6.0 + rng.random((2, 3, 64, 64), dtype=np.float32)).astype(np.float32)
+    small = (rng.random((2, 3, 64, 64), dtype=np.float32) * 0.3).astype(np.float32)
+    _, rep_big = guard_fp16(_conv_gap(64), [big], budget, measure_ops=REDUCTION)
+    _, rep_small = guard_fp16(_conv_gap(64), [small], budget, measure_ops=REDUCTION)
+    kept_big = {k["name"]: k["reason"] for k in rep_big.kept_fp32}
+    assert "gap" in kept_big and kept_big["gap"].startswith("measured")
+    assert "gap" not in {k["name"] for k in rep_small.kept_fp32}
+    # without measure_ops the rules keep it by type, whatever the data
+    _, rep_rules = guard_fp16(_conv_gap(64), [small], budget)
+    assert {k["name"]: k["reason"] for k in rep_rules.kept_fp32}["gap"] == "rule: accumulating reduction"
