@@ -159,6 +159,115 @@ def _eval(model: str, data: Path, *, weights: Path | None, allow_missing: tuple[
                                             for v in failed])
 
 
+debug_app = typer.Typer(help="Debug tools: find what costs accuracy and what fixes it.", no_args_is_help=True)
+
+
+@debug_app.command("precision")
+def precision_cmd(
+    model: Annotated[str, typer.Argument(help="Zoo name or file.py:factory.")],
+    data: DataOpt,
+    weights: WeightsOpt = None,
+    allow_missing: AllowMissingOpt = None,
+    labels: LabelsOpt = None,
+    calib: CalibOpt = None,
+    calib_samples: CalibSamplesOpt = 64,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Images of --data in the split (seeded).")] = 1000,
+    max_drop: Annotated[float, typer.Option("--max-drop", help="Top-1 points the int8 graph may lose vs fp32.")] = 1.0,
+    target: Annotated[str, typer.Option("--target", "-t", help="The int8 target whose keep-list is chosen.")] = "onnx-int8",
+    prefixes: Annotated[int, typer.Option("--prefixes", min=0, help="Ranked prefixes tried (the k most sensitive).")] = 6,
+    out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Where pareto.json/.md and the target file go.")] = None,
+    json_out: JsonOpt = False,
+    force: ForceOpt = False,
+) -> None:
+    """The smallest set of layers to keep out of int8 so top-1 stays within --max-drop of fp32, at the lowest
+    latency: Q/DQ edits only (TensorRT 10 and 11 alike), any subset, Pareto table, and a target file with the
+    chosen keep-list for `deployconv export --target`."""
+    _handle_errors(_precision)(model, data, weights=weights, allow_missing=tuple(allow_missing or ()),
+                               labels=labels, calib=calib, calib_samples=calib_samples, limit=limit,
+                               max_drop=max_drop, target=target, prefixes=prefixes, out_dir=out_dir,
+                               json_out=json_out, force=force)
+
+
+def _precision(model: str, data: Path, *, weights: Path | None, allow_missing: tuple[str, ...],
+               labels: Path | None, calib: Path | None, calib_samples: int, limit: int, max_drop: float,
+               target: str, prefixes: int, out_dir: Path | None, json_out: bool, force: bool) -> None:
+    import numpy as np
+
+    from deployconv.accuracy.dataset import scan_image_folder, stream_batches
+    from deployconv.accuracy.precision_search import search, to_markdown
+    from deployconv.accuracy.stages import StageOptions, export_graphs
+    from deployconv.atomic import atomic_dir, refuse_overwrite, safe_name
+    from deployconv.console import err, out, print_json
+    from deployconv.errors import BadInputError
+    from deployconv.export.pipeline import create_seeded
+    from deployconv.export.precision.calibration import calibration_from_images
+    from deployconv.export.targets import get_target
+    from deployconv.models.registry import model_info
+    from deployconv.reparam import reparameterize
+
+    tgt = get_target(target)
+    if tgt.precision != "int8" or tgt.quant is None:
+        raise BadInputError(f"target {tgt.name} is {tgt.precision}, not int8",
+                            fix="pass an int8 target (onnx-int8, trt-int8, jetson-orin-int8 or a .toml)")
+    out_dir = out_dir or Path("deployconv_out") / f"{safe_name(model)}-debug-precision"
+    refuse_overwrite(out_dir, force)
+    folder = scan_image_folder(data, labels, limit)
+    with err.status("debug precision") as status:
+        def say(s: str) -> None:
+            status.update(f"[bold]debug precision[/]: {s}")
+
+        train = create_seeded(model, weights, allow_missing, 0)
+        info = model_info(train)
+        say("decode the split")
+        parts = list(stream_batches(folder, info, 64))
+        x = np.concatenate([b.array for b in parts])
+        y = np.concatenate([b.labels for b in parts])
+        say("export ONNX")
+        graphs = export_graphs(reparameterize(train), tuple(info.input_size), StageOptions())
+        cal = calibration_from_images(calib or data, info, calib_samples)
+        res = search(graphs.simplified, cal, x, y, max_drop=max_drop, prefixes=prefixes, progress=say)
+    result = res.to_dict()
+    if calib is None:
+        result["notes"].append("calibrated on images of --data itself (in-sample): pass --calib DIR")
+    text = to_markdown(result)
+    name = f"{tgt.name}-keep"
+    with atomic_dir(out_dir, force) as tmp:
+        (tmp / "pareto.json").write_text(json.dumps(result, indent=2) + "\n")
+        (tmp / "pareto.md").write_text(text)
+        if res.chosen is not None:
+            (tmp / f"{name}.toml").write_text(_keep_target(tgt, name, res.chosen.keep, out_dir / "pareto.json"))
+    if json_out:
+        print_json({"out": str(out_dir), **result})
+    else:
+        out.print(text)
+        err.print(f"written: {out_dir}/pareto.json, pareto.md" + (
+            f", {name}.toml (deployconv export {model} --target {out_dir / (name + '.toml')})"
+            if res.chosen is not None else ""), highlight=False)
+    if res.chosen is None:
+        from deployconv.errors import CheckFailedError
+
+        raise CheckFailedError(f"no keep-set tried stays within {max_drop} top-1 points of fp32",
+                               fix="raise --prefixes, calibrate on better data, or deploy fp16")
+
+
+def _keep_target(tgt: Any, name: str, keep: list[str], evidence: Path) -> str:
+    """The target's own TOML with a new name and [quant] keep_float = the chosen set (evidence in a comment)."""
+    import re
+
+    src = Path(tgt.source) if tgt.source not in (None, "built-in") else \
+        Path(__file__).parent / "export" / "target_files" / f"{tgt.name}.toml"
+    lines = [f"# written by `deployconv debug precision` from {src.name}; evidence: {evidence}"]
+    for line in src.read_text().splitlines():
+        if re.match(r"\s*keep_float\s*=", line):
+            continue
+        if re.match(r"\s*name\s*=", line):
+            line = f"name = {json.dumps(name)}"
+        lines.append(line)
+        if re.match(r"\s*\[quant\]", line):
+            lines.append(f"keep_float = {json.dumps(list(keep))}")
+    return "\n".join(lines) + "\n"
+
+
 class _SpeedColumn(ProgressColumn):
     """images/s over the whole run so far (rich's own speed column is for bytes)."""
 

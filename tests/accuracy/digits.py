@@ -74,3 +74,18 @@ def make_digits(tmp: Path, epochs: int = 8, seed: int = 0) -> Digits:
     weights = tmp / "digits.pt"
     torch.save(model.state_dict(), weights)
     return Digits(train_dir, eval_dir, weights, SOURCE)
+
+
+def plant_outlier(weights: Path, out: Path, channel: int = 1, offset: float = 1000.0) -> Path:
+    """A planted int8-sensitive layer: stage1's output channel `channel` gets +`offset` (a BN bias), and stage2
+    reads nothing from it (its weights on that input channel, and the identity branch's scale/shift on it, are
+    zero). fp32 barely notices; int8 quantizes stage2's input per tensor, so the outlier's range crushes every
+XX
+    sd = torch.load(weights, weights_only=True)
+    sd["stage1.rbr_dense.bn.bias"][channel] += offset
+    sd["stage2.rbr_dense.conv.weight"][:, channel] = 0
+    sd["stage2.rbr_1x1.conv.weight"][:, channel] = 0
+    sd["stage2.rbr_identity.weight"][channel] = 0
+    sd["stage2.rbr_identity.bias"][channel] = 0
+    torch.save(sd, out)
+    return out
