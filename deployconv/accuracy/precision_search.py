@@ -52,6 +52,7 @@ class Candidate:
 class RankedLayer:
     node: str
     op_type: str
+    weight: str | None
     role: str | None
     error_alone: float  # 1 - cosine vs fp32 with only this layer int8
 
@@ -165,8 +166,8 @@ def search(fp32: onnx.ModelProto, calib: Any, x: np.ndarray, y: np.ndarray, *, m
             step(f"sensitivity {i + 1}/{len(layers)} ({name})")
             alone = restore_float_inputs(q0, named, [c for c in layers if c != name])
             cos = compare(ref_r, _logits(_session(alone, threads), xr, batch)).cosine
-            op_type, _, role = _describe(name, idx)
-            ranking.append(RankedLayer(name, op_type, role, float(1.0 - cos)))
+            op_type, weight, role = _describe(name, idx)
+            ranking.append(RankedLayer(name, op_type, weight, role, float(1.0 - cos)))
         ranking.sort(key=lambda r: -r.error_alone)
         ranked = [r.node for r in ranking]
         weighted = set(rep0.quantized_nodes)
