@@ -8,6 +8,7 @@ more than --max-drop points with significance, 2 bad input, 3 missing environmen
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -38,13 +39,24 @@ MaxDropOpt = Annotated[float | None, typer.Option(
     "--max-drop", help="Exit 1 when a stage's top-1 is more than this many points below fp32, significantly.")]
 
 
-def _resolve_model(target: str) -> tuple[str, Path | None, tuple[str, ...], dict[str, Any]]:
+@dataclass
+class _Source:
+    """What `eval` evaluates: a model, and for an exported DIR its weights and reduced-precision graph."""
+
+    model: str
+    weights: Path | None = None
+    allow_missing: tuple[str, ...] = ()
+    graphs: dict[str, Any] = field(default_factory=dict)
+    graph_source: str = "given"
+
+
+def _resolve_model(target: str) -> _Source:
     """MODEL, or an exported DIR: its manifest names the model, weights and the reduced-precision graph."""
     from deployconv.errors import BadInputError
 
     path = Path(target)
     if not path.is_dir():
-        return target, None, (), {}
+        return _Source(target)
     manifest_path = path / "manifest.json"
     if not manifest_path.is_file():
         raise BadInputError(f"{path} is a directory without manifest.json",
@@ -54,12 +66,14 @@ def _resolve_model(target: str) -> tuple[str, Path | None, tuple[str, ...], dict
         raise BadInputError(f"{path} was exported from an in-memory module", why="its model cannot be rebuilt",
                             fix="pass the model source (file.py:factory) and --weights instead")
     graphs: dict[str, Any] = {}
+    graph_file = path / manifest.get("ort_model", "model.onnx")
     if manifest.get("precision") in ("fp16", "int8"):
         import onnx
 
-        graphs[manifest["precision"]] = onnx.load(str(path / manifest.get("ort_model", "model.onnx")))
+        graphs[manifest["precision"]] = onnx.load(str(graph_file))
     weights = manifest.get("weights")
-    return manifest["model"], Path(weights) if weights else None, tuple(manifest.get("allow_missing", ())), graphs
+    return _Source(manifest["model"], Path(weights) if weights else None, tuple(manifest.get("allow_missing", ())),
+                   graphs, str(graph_file))
 
 
 def eval_cmd(
@@ -107,15 +121,16 @@ def _eval(model: str, data: Path, *, weights: Path | None, allow_missing: tuple[
     from deployconv.errors import CheckFailedError
     from deployconv.report.accuracy_section import accuracy_page
 
-    name, dir_weights, dir_missing, graphs = _resolve_model(model)
-    out_dir = out_dir or Path("deployconv_out") / f"{safe_name(Path(model).name if graphs or Path(model).is_dir() else model)}-eval"
+    src = _resolve_model(model)
+    name = src.model
+    out_dir = out_dir or Path("deployconv_out") / f"{safe_name(Path(model).name if Path(model).is_dir() else model)}-eval"
     refuse_overwrite(out_dir, force)
     if markdown is not None:
         refuse_overwrite(markdown, force)
     opts = EvalOptions(labels=labels, limit=limit, batch=batch, workers=workers, interval=interval, calib=calib,
                        calib_samples=calib_samples,
                        stage=StageOptions(stages=parse_stages(stages), simplifier=simplifier, int8_keep=int8_keep,
-                                          graphs=graphs))
+                                          graphs=src.graphs, graph_source=src.graph_source))
     progress = Progress(TextColumn("[bold]eval[/]"), BarColumn(), MofNCompleteColumn(), _SpeedColumn(),
                         TimeRemainingColumn(), console=err, transient=False)
     task = None
@@ -128,12 +143,14 @@ def _eval(model: str, data: Path, *, weights: Path | None, allow_missing: tuple[
             if task is not None:
                 progress.advance(task, n)
 
-        ledger = evaluate(name, data, opts, weights=weights or dir_weights, allow_missing=allow_missing or dir_missing,
+        ledger = evaluate(name, data, opts, weights=weights or src.weights,
+                          allow_missing=allow_missing or src.allow_missing,
                           status=lambda s: progress.console.print(f"[dim]{s}[/]", highlight=False),
                           on_start=on_start, on_batch=on_batch)
     result = ledger.to_dict()
     text = to_markdown(result, f"Accuracy ledger: {name}")
-    report = {"model": name, "weights": str(weights or dir_weights) if (weights or dir_weights) else None,
+    used_weights = weights or src.weights
+    report = {"model": name, "weights": str(used_weights) if used_weights else None,
               "accuracy": result}
     with atomic_dir(out_dir, force) as tmp:
         (tmp / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")

@@ -46,6 +46,7 @@ class StageOptions:
     int8_keep: tuple[str, ...] = ()  # node names / patterns kept float in the int8 stage
     int8_method: str = "minmax"
     graphs: dict[str, onnx.ModelProto] = field(default_factory=dict)  # given graphs replace built ones
+    graph_source: str = "given"  # where the given graphs came from, for the stage label
 
 
 def parse_stages(text: str | None) -> tuple[str, ...]:
@@ -131,6 +132,18 @@ def fp16_stage(fp32: onnx.ModelProto, calib: np.ndarray, threads: int | None) ->
                  ort_run(emulation_twin(mixed), threads), emulated=True, notes=[note])
 
 
+def given_fp16(mixed: onnx.ModelProto, opts: StageOptions) -> Stage:
+    """A given mixed fp16 graph: on the CUDA provider where present, else its emulation twin (ORT CPU would
+    compute its fp16 islands in fp32)."""
+    from deployconv.export.precision.fp16_emulate import emulation_twin
+
+    if _has_cuda_ort():
+        return Stage("fp16", f"fp16 graph from {opts.graph_source}, ONNX Runtime CUDA",
+                     ort_run(mixed, opts.threads, ["CUDAExecutionProvider"]))
+    return Stage("fp16", f"fp16 graph from {opts.graph_source}, ONNX Runtime CPU, fp16 emulated",
+                 ort_run(emulation_twin(mixed), opts.threads), emulated=True)
+
+
 def int8_graph(fp32: onnx.ModelProto, calib: Any, opts: StageOptions) -> tuple[onnx.ModelProto, str]:
     from deployconv.export.precision.int8 import quantize_int8
 
@@ -204,14 +217,14 @@ def build_stages(train: Any, input_size: tuple[int, ...], calib: Any, opts: Stag
     if "fp16" in wanted:
         step("fp16: convert and guard")
         if "fp16" in opts.graphs:
-            stages.append(Stage("fp16", "given fp16 graph, ONNX Runtime CPU", ort_run(opts.graphs["fp16"])))
+            stages.append(given_fp16(opts.graphs["fp16"], opts))
         else:
             stages.append(fp16_stage(graphs.simplified, calib.array, opts.threads))
     if "int8" in wanted:
         step("int8: calibrate and quantize")
         if "int8" in opts.graphs:
-            stages.append(Stage("int8", "given int8 graph, ONNX Runtime CPU", ort_run(opts.graphs["int8"],
-                                                                                      opts.threads)))
+            stages.append(Stage("int8", f"int8 graph from {opts.graph_source}, ONNX Runtime CPU",
+                                ort_run(opts.graphs["int8"], opts.threads)))
         else:
             q, note = int8_graph(graphs.simplified, calib, opts)
             stages.append(Stage("int8", "ONNX int8 Q/DQ, ONNX Runtime CPU", ort_run(q, opts.threads),

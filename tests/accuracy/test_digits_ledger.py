@@ -112,3 +112,26 @@ def test_max_drop_gates_with_significance(digits: Digits, tmp_path: Path) -> Non
                               "--max-drop", "0", "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout[res.stdout.index("{"):])["accuracy"]["stages"][1]["vs_fp32"]["lost"] == 0
+
+
+def test_eval_of_an_export_dir_gates_its_broken_int8_graph(digits: Digits, tmp_path: Path) -> None:
+    """`eval DIR` rebuilds the model a manifest names and evaluates the directory's own int8 graph; with a
+    wrong Q scale planted in it, --max-drop fails the run (exit 1) on significance."""
+    d = tmp_path / "export"
+    d.mkdir()
+    onnx.save(_broken_int8(digits, 8.0), d / "model.onnx")
+    (d / "manifest.json").write_text(json.dumps({
+        "model": digits.source, "weights": str(digits.weights), "reproducible": True, "precision": "int8",
+        "ort_model": "model.onnx", "allow_missing": []}))
+    res = runner.invoke(app, ["eval", str(d), "--data", str(digits.eval_dir), "--stages", "train,int8",
+                              "--batch", "64", "--out", str(tmp_path / "o"), "--max-drop", "1"])
+    assert res.exit_code == 1, res.output
+    assert "lost more than 1.0 top-1 points" in res.output
+    led = json.loads((tmp_path / "o" / "report.json").read_text())["accuracy"]
+    assert str(d / "model.onnx") in _row(led, "int8")["label"]
+
+
+def test_eval_refuses_a_dir_it_cannot_rebuild(tmp_path: Path) -> None:
+    (tmp_path / "manifest.json").write_text(json.dumps({"model": "x", "reproducible": False}))
+    res = runner.invoke(app, ["eval", str(tmp_path), "--data", str(tmp_path)])
+    assert res.exit_code == 2 and "in-memory module" in res.output
