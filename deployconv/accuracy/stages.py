@@ -128,7 +128,7 @@ def fp16_stage(fp32: onnx.ModelProto, calib: np.ndarray, threads: int | None) ->
     if _has_cuda_ort():
         return Stage("fp16", "ONNX Runtime CUDA, fp16", ort_run(mixed, threads, ["CUDAExecutionProvider"]),
                      notes=[note])
-    return Stage("fp16", "ONNX Runtime CPU, fp16 emulated (rounding + fp16 reductions)",
+    return Stage("fp16", "ONNX Runtime CPU, fp16 emulated (every fp16 tensor rounded; fp16 reductions accumulate in fp16)",
                  ort_run(emulation_twin(mixed), threads), emulated=True, notes=[note])
 
 
