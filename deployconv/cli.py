@@ -280,6 +280,11 @@ app.command("build-engine")(build_engine_cmd)
 app.command("report")(report_cmd)
 app.command("gate")(gate_cmd)
 
+from deployconv.cli_eval import debug_app, eval_cmd  # noqa: E402
+
+app.command("eval")(eval_cmd)
+app.add_typer(debug_app, name="debug")
+
 from deployconv.plugins.cli import plugins_app  # noqa: E402
 
 app.add_typer(plugins_app, name="plugins")

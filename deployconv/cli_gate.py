@@ -15,10 +15,14 @@ from typing import Annotated
 
 import typer
 
-BaselineOpt = Annotated[Path, typer.Option("--baseline", help="The baseline run (`bench --out` JSON).",
-                                           show_default=False)]
-CurrentOpt = Annotated[Path, typer.Option("--current", help="The run to check (`bench --out` JSON).",
-                                          show_default=False)]
+BaselineOpt = Annotated[Path | None, typer.Option("--baseline", help="The baseline run (`bench --out` JSON).",
+                                                  show_default=False)]
+CurrentOpt = Annotated[Path | None, typer.Option("--current", help="The run to check (`bench --out` JSON).",
+                                                 show_default=False)]
+AccuracyOpt = Annotated[Path | None, typer.Option(
+    "--accuracy", help="Gate an accuracy ledger instead (report.json of `deployconv eval`): exit 1 when a stage "
+                       "loses more than --max-drop top-1 points vs fp32 with significance.", show_default=False)]
+MaxDropOpt = Annotated[float, typer.Option("--max-drop", help="With --accuracy: tolerated top-1 loss in points.")]
 MetricOpt = Annotated[str, typer.Option(
     "--metric", help="median (what people read) | p10 (the fast end: least moved by a busy runner) | p99 (the tail).")]
 MaxRegressionOpt = Annotated[str, typer.Option(
@@ -40,8 +44,8 @@ UpdateOpt = Annotated[bool, typer.Option(
 
 
 def gate_cmd(
-    baseline: BaselineOpt,
-    current: CurrentOpt,
+    baseline: BaselineOpt = None,
+    current: CurrentOpt = None,
     metric: MetricOpt = "median",
     max_regression: MaxRegressionOpt = "5%",
     noise_threshold: NoiseThresholdOpt = None,
@@ -51,13 +55,31 @@ def gate_cmd(
     json_out: JsonOpt = False,
     markdown: MarkdownOpt = None,
     update_baseline: UpdateOpt = False,
+    accuracy: AccuracyOpt = None,
+    max_drop: MaxDropOpt = 0.5,
     force: ForceOpt = False,
 ) -> None:
     """Gate latency against a baseline: the change of the median (or p99) with its bootstrap confidence
-    interval; exit 0 within --max-regression, 1 regression, 3 incomparable runs or too noisy to decide."""
+    interval; exit 0 within --max-regression, 1 regression, 3 incomparable runs or too noisy to decide.
+    With --accuracy: gate an accuracy ledger on --max-drop (significant top-1 loss vs fp32)."""
+    if accuracy is not None:
+        from deployconv.accuracy.gate import gate_ledger
+
+        _handle_errors(gate_ledger)(accuracy, max_drop, json_out=json_out, markdown=markdown, force=force)
+        return
+    if baseline is None or current is None:
+        _handle_errors(_missing_runs)()
+        return
     _handle_errors(_gate)(baseline, current, metric=metric, max_regression=max_regression,
                           noise_threshold=noise_threshold, run_noise=run_noise, allow_diff=allow_diff or [],
                           seed=seed, json_out=json_out, markdown=markdown, update=update_baseline, force=force)
+
+
+def _missing_runs() -> None:
+    from deployconv.errors import BadInputError
+
+    raise BadInputError("--baseline and --current are required (or --accuracy REPORT)",
+                        fix="deployconv gate --baseline base.json --current run.json")
 
 
 def parse_percent(text: str, option: str) -> float:

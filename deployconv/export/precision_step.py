@@ -73,7 +73,7 @@ def _alignment(twin: onnx.ModelProto, artifact: onnx.ModelProto) -> Any:
 def _fp16(twin: onnx.ModelProto, artifact: onnx.ModelProto, tgt: Target, batches: Sequence[np.ndarray], opts: Any,
           step: Callable[[str], None]) -> PrecisionResult:
     from deployconv.export.precision.fp16 import convert_fp16
-    from deployconv.export.precision.fp16_emulate import emulation_twin
+    from deployconv.export.precision.fp16_emulate import emulation_report
     from deployconv.export.precision.fp16_guard import MEASURED, guard_fp16
 
     io = opts.io_dtype or tgt.io_dtype
@@ -91,14 +91,15 @@ def _fp16(twin: onnx.ModelProto, artifact: onnx.ModelProto, tgt: Target, batches
                        artifact_fp16_nodes=conv.fp16_nodes, artifact_nodes=conv.nodes,
                        artifact_kept_fp32=[{"name": k.name, "op_type": k.op_type, "reason": k.reason}
                                            for k in conv.kept_fp32])
-    report = {"precision": "fp16", **rep.to_dict(), "carried_to_artifact": carried,
+    checked, emulation = emulation_report(mixed_twin)
+    report = {"precision": "fp16", **rep.to_dict(), "carried_to_artifact": carried, "emulation": emulation.to_dict(),
               "summary": f"{rep.fp16_nodes}/{rep.nodes} nodes in fp16, {len(rep.kept_fp32)} float nodes kept in "
                          f"fp32 ({len(measured)} by measurement), {rep.casts_inserted} casts, io {io}"}
     manifest = {"precision": "fp16", "io_dtype": io, "measured_on": rep.measured_on, "budget": rep.budget,
                 "fp16_nodes": rep.fp16_nodes, "nodes": rep.nodes, "kept_fp32": rep.kept_fp32,
                 "casts_inserted": rep.casts_inserted, "clamped_values": rep.clamped_values,
                 "underflowed_values": rep.underflowed_values, "carried_to_artifact": carried}
-    return PrecisionResult("onnx-fp16 (ort-cpu, fp16 rounding emulated)", mixed_twin, emulation_twin(mixed_twin),
+    return PrecisionResult("onnx-fp16 (ort-cpu, fp16 rounding emulated)", mixed_twin, checked,
                            mixed_artifact, report, manifest)
 
 
@@ -121,7 +122,8 @@ def _int8(twin: onnx.ModelProto, artifact: onnx.ModelProto, tgt: Target, batches
         cache = Path(tmp) / "ranges.json"
         qtwin, rep, sens = quantize_within_budget(
             twin, calib, tgt.budget, eval_data=eval_data, method=method, activation=activation,
-            runner=ort_runner(opts.threads), progress=step, ranges_cache=cache)
+            runner=ort_runner(opts.threads), progress=step, ranges_cache=cache,
+            exclude_nodes=tuple(tgt.quant.keep_float))
         qart, art_rep, carried = qtwin, rep, {"same_graph": True}
         if artifact is not twin:
             step("int8: carry the ranges and exclusions to the plugin graph")

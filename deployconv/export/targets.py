@@ -45,6 +45,8 @@ class QuantSpec:
     activation: str = "int8"  # "int8" (symmetric, TensorRT-compatible) | "uint8" (ORT CPU U8S8)
     method: str = "minmax"  # "minmax" | "entropy" | "percentile"
     samples: int = 64
+    # node names (or fnmatch patterns) kept out of int8, e.g. the set `deployconv debug precision` chose
+    keep_float: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

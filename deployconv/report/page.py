@@ -9,6 +9,7 @@ from typing import Any
 
 from deployconv import __version__
 from deployconv.report import conditions, plots
+from deployconv.report.accuracy_section import accuracy_section
 from deployconv.report.gate_section import gate_section
 from deployconv.report.latency_section import Run, collect_runs, latency_section
 from deployconv.report.markup import esc, figure
@@ -102,6 +103,7 @@ def build_page(d: ExportDir) -> Page:
     host = _host(runs)
     body = (overview_section(d, host)
             + parity_section(d.report, d.manifest, host, parity_fig)
+            + accuracy_section(d.report.get("accuracy"))
             + latency_section(d, figures, overview, missing)
             + gate_section(d.gate)
             + placement_section(d.manifest, d.report["target"]))

@@ -120,8 +120,10 @@ def ensure_node_names(proto: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def convert_fp16(proto: onnx.ModelProto, *, io_dtype: str = "fp32",
-                 keep_fp32_nodes: frozenset[str] = frozenset()) -> tuple[onnx.ModelProto, Fp16Conversion]:
-    """`to_fp16` plus what it did (kept nodes with reasons, casts, clamped constants)."""
+                 keep_fp32_nodes: frozenset[str] = frozenset(),
+                 measure_ops: frozenset[str] = frozenset()) -> tuple[onnx.ModelProto, Fp16Conversion]:
+    """`to_fp16` plus what it did (kept nodes with reasons, casts, clamped constants). `measure_ops`: op types
+    the rules leave in fp16 for the guard to measure (fp16_rules.decide)."""
     t0 = time.perf_counter()
     if io_dtype not in IO_DTYPES:
         raise BadInputError(f"io_dtype {io_dtype!r}", fix="use 'fp32' or 'fp16'")
@@ -134,7 +136,7 @@ def convert_fp16(proto: onnx.ModelProto, *, io_dtype: str = "fp32",
                             fix="use node names from the ONNX graph (e.g. from the fp16 report or Netron)")
     _refuse_unsupported(model)
     _lift_float_constants(model)
-    plan = _Plan(model, IO_DTYPES[io_dtype], frozenset(keep_fp32_nodes))
+    plan = _Plan(model, IO_DTYPES[io_dtype], frozenset(keep_fp32_nodes), frozenset(measure_ops))
     info = plan.apply(io_dtype)
     _validate(model)
     info.seconds = round(time.perf_counter() - t0, 3)
@@ -282,7 +284,8 @@ def _slots(node: onnx.NodeProto, types: dict[str, int], opsets: dict[str, int]) 
 class _Plan:
     """The decision for one graph and its execution: types, homes, requirements, casts, constants."""
 
-    def __init__(self, model: onnx.ModelProto, io: int, keep: frozenset[str]):
+    def __init__(self, model: onnx.ModelProto, io: int, keep: frozenset[str],
+                 measure_ops: frozenset[str] = frozenset()):
         self.model, self.io, self.g = model, io, model.graph
         self.types = elem_types(model)
         opsets = _opsets(model)
@@ -308,7 +311,7 @@ class _Plan:
             coords = view_of.get(self.producer.get(n.input[c], -1)) if c is not None and c < len(n.input) else None
             views.append(NodeView(n.name, n.op_type, domain, prods, s.no_fp16, float_outs,
                                   any(t in outputs for t in n.output), coords))
-        decisions = decide(views, keep)
+        decisions = decide(views, keep, measure_ops)
         self.fp16 = {k for k, d in zip(self.float_nodes, decisions) if d.precision == FP16}
         self.kept = [KeptNode(self.g.node[k].name, self.g.node[k].op_type, d.reason)
                      for k, d in zip(self.float_nodes, decisions) if d.precision != FP16]

@@ -2,7 +2,7 @@
 in fp32, repeat until the outputs meet the budget.
 
 Measured on ONNX Runtime CPU through the emulation twin (fp16_emulate.py: fp16 storage of every fp16 tensor,
-fp32 arithmetic inside ops), because ORT CPU running the mixed graph itself drops most fp16 rounding.
+fp32 arithmetic inside ops, fp16 accumulation inside fp16 reductions), because ORT CPU running the mixed graph itself drops most fp16 rounding.
 Intermediates are exposed as extra graph outputs with the bisection's helper and compared by tensor name with
 `deployconv.validate.metrics.compare`; a tensor breaks the budget as `budget_failures` says.
 
@@ -41,7 +41,8 @@ from deployconv.validate.parity import budget_failures
 FP16_BUDGET = Budget(max_abs_rel_scale=2e-2, min_cosine=0.999)
 MEASURED = "measured: "
 EMULATION = ("ONNX Runtime CPU on the emulation twin: every fp16 tensor rounded to fp16 (Cast pairs), "
-             "fp32 arithmetic inside each op")
+             "fp32 arithmetic inside each op except fp16 reductions, Softmax and LayerNormalization, which "
+             "accumulate pairwise in fp16")
 
 
 @dataclass
@@ -80,9 +81,12 @@ class Fp16Report:
 
 def guard_fp16(fp32_proto: onnx.ModelProto, feeds: Sequence[np.ndarray], budget: Budget = FP16_BUDGET, *,
                io_dtype: str = "fp32", max_rounds: int = 8,
-               keep_fp32_nodes: frozenset[str] = frozenset()) -> tuple[onnx.ModelProto, Fp16Report]:
+               keep_fp32_nodes: frozenset[str] = frozenset(),
+               measure_ops: frozenset[str] = frozenset()) -> tuple[onnx.ModelProto, Fp16Report]:
     """Mixed fp16 graph whose outputs meet `budget` against `fp32_proto` on `feeds` (fp32 batches for the
-    graph's single input), and the report. Raises CheckFailedError when the budget cannot be met."""
+    graph's single input), and the report. Raises CheckFailedError when the budget cannot be met.
+    `measure_ops` (e.g. fp16_rules.REDUCTION): op types that start in fp16 and are kept fp32 only where the
+    measurement (with fp16 accumulation emulated inside them) says their precision matters."""
     t0 = time.perf_counter()
     if not feeds:
         raise BadInputError("guard_fp16 needs at least one input batch", fix="pass calibration/parity batches")
@@ -112,7 +116,7 @@ def guard_fp16(fp32_proto: onnx.ModelProto, feeds: Sequence[np.ndarray], budget:
     while True:
         tr = time.perf_counter()
         keep = frozenset(keep_fp32_nodes) | frozenset(measured)
-        mixed, info = convert_fp16(base, io_dtype=io_dtype, keep_fp32_nodes=keep)
+        mixed, info = convert_fp16(base, io_dtype=io_dtype, keep_fp32_nodes=keep, measure_ops=measure_ops)
         vals = _collect(emulation_twin(mixed), watched, feeds, outputs)
         final, fails = _output_failures(ref, vals, outputs, budget)
         if not fails or len(rounds) >= max_rounds:

@@ -89,12 +89,15 @@ class Decision:
     statistic: bool = False  # fp32 output that is a reduction's statistic (feeds rule 3)
 
 
-def decide(nodes: Sequence[NodeView], keep_fp32_nodes: frozenset[str] = frozenset()) -> list[Decision]:
-    """One decision per node, in graph (topological) order; see the module docstring for the rule."""
+def decide(nodes: Sequence[NodeView], keep_fp32_nodes: frozenset[str] = frozenset(),
+           measure_ops: frozenset[str] = frozenset()) -> list[Decision]:
+    """One decision per node, in graph (topological) order; see the module docstring for the rule.
+    `measure_ops`: op types rule 2 leaves to measurement (e.g. the reductions, now that the emulation twin
+    accumulates them in fp16): they start in fp16 and the guard keeps those whose precision matters."""
     coordinates = _coordinate_nodes(nodes)
     out: list[Decision] = []
     for i, node in enumerate(nodes):
-        out.append(_decide_one(node, out, keep_fp32_nodes, i in coordinates))
+        out.append(_decide_one(node, out, keep_fp32_nodes, i in coordinates, measure_ops))
     # a follower read only by fp16 nodes through more outputs than it has inputs (a Split after GroupNorm's
     # affine) is cheaper in fp16: one Cast in front of it instead of one per output
     readers: list[list[int]] = [[] for _ in nodes]
@@ -127,11 +130,12 @@ def _coordinate_nodes(nodes: Sequence[NodeView]) -> set[int]:
     return seen
 
 
-def _decide_one(node: NodeView, earlier: list[Decision], keep: frozenset[str], coordinates: bool) -> Decision:
+def _decide_one(node: NodeView, earlier: list[Decision], keep: frozenset[str], coordinates: bool,
+                measure_ops: frozenset[str] = frozenset()) -> Decision:
     is_reduction = node.op_type in REDUCTION and not node.domain
     if node.name in keep:
         return Decision(FP32, "requested: keep_fp32_nodes", is_reduction)
-    if not node.domain:
+    if not node.domain and node.op_type not in measure_ops:
         for ops, reason in _RULES:
             if node.op_type in ops:
                 return Decision(FP32, reason, is_reduction)
