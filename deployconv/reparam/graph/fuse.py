@@ -97,6 +97,7 @@ def _source_values(unit: Unit, sites: list[Site], inputs: tuple | None) -> dict:
 @torch.no_grad()
 def _fuse_unit(unit: Unit, sites: list[Site], values: dict, tolerance: float, result: GraphFuseResult) -> bool:
     gm, applied = unit.gm, False
+    moved: dict = {}  # a site's root -> the fused node now in its place (a later site's source)
     for site in sites:
         conv = fused_module(gm, site)
         name = site_name(gm, site)
@@ -111,7 +112,7 @@ def _fuse_unit(unit: Unit, sites: list[Site], values: dict, tolerance: float, re
             if not record.max_rel_diff <= tolerance:
                 result.failures.append(SiteFailure(path, site.label, record.max_rel_diff))
                 continue  # rolled back: never applied
-        apply_site(gm, site, conv, name)
+        moved[site.root] = apply_site(gm, site, conv, name, moved.get(site.source, site.source))
         result.records.append(record)
         applied = True
     if applied:

@@ -54,6 +54,11 @@ class Expr:
     label: str  # pattern text, e.g. "conv3x3-bn + conv1x1-bn + bn(x)"
     parallel: bool = False
     consts: list[Node] = field(default_factory=list)  # constant operands (get_attr chains) of the ops
+    cost: int = 0  # multiply-adds per output pixel of the unfused ops (kernel taps), fixed part ...
+    cost_pc: int = 0  # ... and per channel, for ops whose channel count is not known yet
+
+    def total_cost(self, channels: int) -> int:
+        return self.cost + self.cost_pc * channels
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,11 @@ class _Matcher:
         for n in gm.graph.nodes:
             if n.op == "call_module":
                 self.calls[n.target] = self.calls.get(n.target, 0) + 1
+        # exprs: the whole chain or sum ending at a node, as long as it is exact (what a sum may merge);
+        # tails: the part of it worth fusing on its own (a chain that would cost more fused, e.g. a depthwise
+        # conv then a pointwise one, restarts at the op that made it costly).
         self.exprs: dict[Node, Expr] = {}
+        self.tails: dict[Node, Expr] = {}
         self.misses: list[Miss] = []
         self._missed_targets: set = set()
 
@@ -146,8 +155,9 @@ class _Matcher:
         return t.reshape(-1)
 
     # -- ops of one input --------------------------------------------------------------------------------
-    def unary(self, n: Node) -> tuple[Node, Form, str, bool, list[Node]] | None:
-        """(input, form, label, is_identity, constant nodes) for a linear op of one input, else None."""
+    def unary(self, n: Node) -> tuple[Node, Form, str, bool, list[Node], int, int] | None:
+        """(input, form, label, is_identity, constant nodes, cost, cost per channel) for a linear op of one
+        input, else None. Costs are kernel taps: what the op multiplies per output pixel."""
         if n.op == "call_module":
             if len(n.args) != 1 or n.kwargs or not isinstance(n.args[0], Node):
                 return None
@@ -159,19 +169,22 @@ class _Matcher:
                 raise Refused(f"shared weights: {n.target} is called {self.calls[n.target]} times")
             inp = n.args[0]
             if kind == "identity":
-                return inp, Lazy(), "", True, []
+                return inp, Lazy(), "", True, [], 0, 0
             if kind == "conv":
                 f = forms.conv_form(m)
-                return inp, f, f"conv{f.describe()}", False, []
+                return inp, f, f"conv{f.describe()}", False, [], f.weight.numel(), 0
             if kind == "bn":
-                return inp, forms.bn_form(m), "bn", False, []
+                f = forms.bn_form(m)
+                return inp, f, "bn", False, [], f.out_channels, 0
             if kind == "bnpad":
-                return inp, forms.bn_and_pad_form(m), "bnpad", False, []
+                f = forms.bn_and_pad_form(m)
+                return inp, f, "bnpad", False, [], f.out_channels, 0
             if kind == "affine":
-                return inp, forms.affine_form(m.scale, m.shift), "affine", False, []
+                f = forms.affine_form(m.scale, m.shift)
+                return inp, f, "affine", False, [], f.out_channels, 0
             if kind == "pool":
-                forms.avg_pool_form(m, 1)  # raises Refused for pools that are not convolutions
-                return inp, Lazy((lambda c, m=m: forms.avg_pool_form(m, c),)), "avgpool", False, []
+                taps = forms.avg_pool_form(m, 1).weight.numel()  # raises Refused for non-convolution pools
+                return inp, Lazy((lambda c, m=m: forms.avg_pool_form(m, c),)), "avgpool", False, [], 0, taps
             return None
         if n.op in ("call_function", "call_method") and not n.kwargs and len(n.args) == 2:
             target = n.target
@@ -197,10 +210,10 @@ class _Matcher:
                         if is_mul else
                         (lambda ch, s=s: forms.affine_form(torch.ones(ch, dtype=torch.float64),
                                                             torch.full((ch,), s, dtype=torch.float64))))
-                return inp, Lazy((step,)), "scale" if is_mul else "shift", False, consts
+                return inp, Lazy((step,)), "scale" if is_mul else "shift", False, consts, 0, 1
             ones, zeros = torch.ones_like(vec), torch.zeros_like(vec)
             f = forms.affine_form(vec, zeros) if is_mul else forms.affine_form(ones, vec)
-            return inp, f, "scale" if is_mul else "shift", False, consts
+            return inp, f, "scale" if is_mul else "shift", False, consts, vec.numel(), 0
         return None
 
     @staticmethod
@@ -248,19 +261,20 @@ class _Matcher:
             self.miss(n, "chain", str(e))
             return
         if op is not None:
-            inp, f, label, ident, consts = op
+            inp, f, label, ident, consts, cost, cost_pc = op
+            fresh = Expr(inp, f, [n], 0 if ident else 1, label, False, list(consts), cost, cost_pc)
             prev = self.exprs.get(inp) if len(inp.users) == 1 else None
-            if prev is not None:
-                try:
-                    form = _chain(prev.form, f)
-                    lab = "-".join(x for x in (prev.label, label) if x) if not prev.parallel else \
-                        (f"({prev.label})-{label}" if label else prev.label)
-                    self.exprs[n] = Expr(prev.source, form, [*prev.nodes, n], prev.fusing + (0 if ident else 1),
-                                         lab, prev.parallel, prev.consts + consts)
-                    return
-                except Refused as e:
-                    self.miss(n, "chain", str(e))
-            self.exprs[n] = Expr(inp, f, [n], 0 if ident else 1, label, False, list(consts))
+            self.exprs[n] = self.tails[n] = fresh
+            if prev is None:
+                return
+            try:
+                self.exprs[n] = self._extend(prev, n, f, label, ident, consts, cost, cost_pc)
+            except Refused as e:
+                self.miss(n, "chain", str(e))
+                return
+            tail = self._extend(self.tails[inp], n, f, label, ident, consts, cost, cost_pc)
+            if _affordable(tail):
+                self.tails[n] = tail
             return
         if self._is_sum(n):
             a, b = n.args
@@ -279,9 +293,23 @@ class _Matcher:
             except Refused as e:
                 self.miss(n, "parallel", str(e))
                 return
+            before = ea.total_cost(c) + eb.total_cost(c)
+            if form.weight.numel() > before:
+                self.miss(n, "parallel", f"cost: the merged {form.describe()} conv (groups {form.groups}) would "
+                                         f"multiply {form.weight.numel()} taps per pixel, the branches {before}")
+                return
             labels = [_branch_label(e) for e in (ea, eb)]
-            self.exprs[n] = Expr(ea.source, form, ea.nodes + eb.nodes + [n], ea.fusing + eb.fusing + 1,
-                                 " + ".join(labels), True, ea.consts + eb.consts)
+            self.exprs[n] = self.tails[n] = Expr(ea.source, form, ea.nodes + eb.nodes + [n],
+                                                 ea.fusing + eb.fusing + 1, " + ".join(labels), True,
+                                                 ea.consts + eb.consts, before, 0)
+
+    @staticmethod
+    def _extend(prev: Expr, n: Node, f: Form, label: str, ident: bool, consts: list[Node], cost: int,
+                cost_pc: int) -> Expr:
+        lab = "-".join(x for x in (prev.label, label) if x) if not prev.parallel else \
+            (f"({prev.label})-{label}" if label else prev.label)
+        return Expr(prev.source, _chain(prev.form, f), [*prev.nodes, n], prev.fusing + (0 if ident else 1), lab,
+                    prev.parallel, prev.consts + consts, prev.cost + cost, prev.cost_pc + cost_pc)
 
     def _why_not_same_source(self, n: Node, ea: Expr, eb: Expr) -> None:
         """A sum whose branches would share a source but for a non-linear op at most two steps up one of
@@ -304,22 +332,30 @@ class _Matcher:
                     return
 
     def sites(self) -> list[Site]:
-        for n in self.gm.graph.nodes:
+        nodes = list(self.gm.graph.nodes)
+        for n in nodes:
             self.visit(n)
+        consumed: set[Node] = set()
         out = []
-        for n, e in self.exprs.items():
-            if e.fusing < 2 or any(n in self.exprs.get(u, _EMPTY).nodes for u in n.users):
+        for n in reversed(nodes):  # a site's users are decided first; what they consume is not a root
+            e = self.tails.get(n)
+            if e is None or n in consumed:
                 continue
+            consumed.update(e.nodes)
             form = _resolve(e.form, None)
-            if form is None:
+            if e.fusing < 2 or form is None:
                 continue
             mods = tuple(x.target for x in e.nodes if x.op == "call_module")
             out.append(Site(n, e.source, form, tuple(e.nodes), tuple(dict.fromkeys(e.consts)),
                             "parallel" if e.parallel else "chain", e.label, mods))
-        return out
+        return out[::-1]
 
 
-_EMPTY = Expr(None, Lazy(), [], 0, "")  # type: ignore[arg-type]
+def _affordable(e: Expr) -> bool:
+    """Fused, the expression multiplies no more kernel taps per pixel than its ops do apart."""
+    if not isinstance(e.form, ConvForm):
+        return True
+    return e.form.weight.numel() <= e.total_cost(e.form.out_channels)
 
 
 def _branch_label(e: Expr) -> str:

@@ -109,12 +109,13 @@ def _exists(gm: nn.Module, target: str) -> bool:
         return False
 
 
-def apply_site(gm: torch.fx.GraphModule, site: Site, conv: nn.Conv2d, name: str) -> None:
-    """Insert `conv` on the site's source, reroute the root's users, erase the replaced nodes."""
+def apply_site(gm: torch.fx.GraphModule, site: Site, conv: nn.Conv2d, name: str, source: Node) -> Node:
+    """Insert `conv` on `source` (the site's source, or what replaced it), reroute the root's users, erase
+    the replaced nodes; returns the new node."""
     graph = gm.graph
     gm.add_submodule(name, conv)
     with graph.inserting_before(site.root):
-        new = graph.call_module(name, (site.source,))
+        new = graph.call_module(name, (source,))
     site.root.replace_all_uses_with(new)
     for n in reversed(site.nodes):
         graph.erase_node(n)
@@ -124,6 +125,7 @@ def apply_site(gm: torch.fx.GraphModule, site: Site, conv: nn.Conv2d, name: str)
             if c.op == "get_attr" and not any(x.op == "get_attr" and x.target == c.target for x in graph.nodes):
                 owner, _, attr = c.target.rpartition(".")
                 delattr(gm.get_submodule(owner) if owner else gm, attr)
+    return new
 
 
 def fused_module(gm: torch.fx.GraphModule, site: Site) -> nn.Conv2d:
