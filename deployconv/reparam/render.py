@@ -32,6 +32,11 @@ def render_report(report: ReparamReport, *, saved_to: Path | None = None, load_r
     if report.remaining_batchnorm:
         shown = ", ".join(report.remaining_batchnorm[:4])
         out.print(f"BatchNorm kept ({len(report.remaining_batchnorm)}): {shown}")
+    if report.near_misses:
+        out.print(table(f"left unfused ({len(report.near_misses)} near misses)", ["where", "pattern", "why"],
+                        [[m.path, m.pattern, m.reason] for m in report.near_misses[:20]]))
+        if len(report.near_misses) > 20:
+            out.print(f"... {len(report.near_misses) - 20} more in the JSON report")
     for note in report.notes:
         out.print(f"note: {note}")
     if load_report is not None:

@@ -47,6 +47,13 @@ def _join(prefix: str, path: str) -> str:
     return f"{prefix}.{path}" if prefix and path else (prefix or path or "<root>")
 
 
+def _owner(node) -> str:
+    """The module whose forward holds a function node (fx records the module stack), else the node's name."""
+    stack = node.meta.get("nn_module_stack") or {}
+    paths = [v[0] if isinstance(v, tuple) else k for k, v in stack.items()]
+    return f"{paths[-1]}:{node.name}" if paths and paths[-1] else node.name
+
+
 def _capture_unit_inputs(model: nn.Module, units: list[Unit], probe: torch.Tensor) -> dict[int, tuple]:
     captured: dict[int, tuple] = {}
     handles = []
@@ -130,7 +137,7 @@ def graph_fuse(model: nn.Module, probe: torch.Tensor | None, tolerance: float) -
     for unit in units:
         sites, misses = find_sites(unit.gm)
         for m in misses:
-            where = m.node.target if m.node.op == "call_module" else m.node.name
+            where = m.node.target if m.node.op == "call_module" else _owner(m.node)
             result.near_misses.append(NearMiss(_join(unit.path, str(where)), m.pattern, m.reason))
         if sites:
             found.append((unit, sites))

@@ -315,6 +315,8 @@ class _Matcher:
         """A sum whose branches would share a source but for a non-linear op at most two steps up one of
         them (relu(conv(x)) + conv(x)): a near miss naming that op. Longer paths (residuals) are not."""
         for x, y in ((ea, eb), (eb, ea)):
+            if not y.fusing:
+                continue  # the other side is a plain skip connection: a residual, not a missed merge
             node, blocker = x.source, None
             for _ in range(2):
                 inputs = [a for a in node.all_input_nodes if self.const(a) is None]
