@@ -317,6 +317,65 @@ def test_random_parallel_blocks_fuse_exactly_fp64(case):
     ref = m(x)
     result = graph_fuse(m, x, TOL64)
     assert not result.failures
-    assert [r.rewrite for r in result.records] == ["graph:parallel"]
-    assert convs(result.model) == 1
+    if any(n.reason.startswith("cost:") for n in result.near_misses):
+        # e.g. a dense 1x1 beside a depthwise pool, or 1x1 + 1x3 + 3x1: one dense kxk would multiply more
+        # than the branches do apart, so (part of) the sum stays
+        assert convs(result.model) > 1
+    else:
+        assert [r.rewrite for r in result.records] == ["graph:parallel"]
+        assert convs(result.model) == 1
+    assert max_rel(ref, result.model(x)) <= TOL64
+
+
+def test_deploy_file_of_a_graph_fused_user_model_reloads(tmp_path):
+    from pathlib import Path
+
+    from deployconv.models import create_model
+    from deployconv.reparam.artifact import load_deploy, save_deploy
+
+    name = f"{Path(__file__).parents[1] / 'fixtures' / 'repvgg_style.py'}:build"
+    train = create_model(name)
+    deploy = reparameterize(train, probe=torch.randn(1, 3, 32, 32))
+    path = save_deploy(deploy, tmp_path / "d.pt")
+    again = load_deploy(path)
+    x = torch.randn(2, 3, 32, 32)
+    assert convs(again) == 4
+    torch.testing.assert_close(again(x), deploy(x), rtol=0, atol=0)
+
+
+@st.composite
+def random_chains(draw):
+    """A linear chain the pass must fuse whole: [BN] -> conv (unpadded after a BN) -> [BN] -> [scale]."""
+    c, mid = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    k = draw(st.sampled_from([1, 3]))
+    return dict(c=c, mid=mid, k=k, stride=draw(st.integers(1, 2)), dil=draw(st.integers(1, 2)),
+                pre_bn=draw(st.booleans()), post_bn=draw(st.booleans()), scale=draw(st.booleans()),
+                seed=draw(st.integers(0, 2**16)))
+
+
+class RandomChain(nn.Module):
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+        self.pre = nn.BatchNorm2d(p["c"]) if p["pre_bn"] else nn.Identity()
+        pad = 0 if p["pre_bn"] else p["dil"] * (p["k"] // 2)
+        self.conv = nn.Conv2d(p["c"], p["mid"], p["k"], p["stride"], pad, p["dil"], bias=False)
+        self.post = nn.BatchNorm2d(p["mid"]) if p["post_bn"] else nn.Identity()
+        self.gamma = nn.Parameter(torch.rand(p["mid"]) + 0.5) if p["scale"] else None
+
+    def forward(self, x):
+        y = self.post(self.conv(self.pre(x)))
+        return y * self.gamma.view(1, -1, 1, 1) if self.gamma is not None else y
+
+
+@settings(max_examples=15, deadline=None)
+@given(random_chains())
+def test_random_linear_chains_fuse_exactly_fp64(p):
+    m = randomize_(RandomChain(p), p["seed"]).double().eval()
+    x = torch.randn(2, p["c"], 8, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(p["seed"]))
+    ref = m(x)
+    result = graph_fuse(m, x, TOL64)
+    ops = int(p["pre_bn"]) + 1 + int(p["post_bn"]) + int(p["scale"])
+    assert [r.rewrite for r in result.records] == (["graph:chain"] if ops >= 2 else [])
+    assert convs(result.model) == 1 and not any(isinstance(b, nn.BatchNorm2d) for b in result.model.modules())
     assert max_rel(ref, result.model(x)) <= TOL64
