@@ -49,6 +49,23 @@ class BNAndPadLayer(nn.Module):
         return out
 
 
+class IdentityBasedConv1x1(nn.Conv2d):
+    """DBB's 1x1 conv of the 1x1-kxk branch: its kernel is weight + identity, formed at every call."""
+
+    def __init__(self, channels, groups=1):
+        super().__init__(channels, channels, 1, 1, 0, groups=groups, bias=False)
+        per = channels // groups
+        id_value = torch.zeros(channels, per, 1, 1)
+        for i in range(channels):
+            id_value[i, i % per, 0, 0] = 1
+        self.register_buffer("id_tensor", id_value)
+        nn.init.zeros_(self.weight)
+
+    def forward(self, x):
+        kernel = self.weight + self.id_tensor.to(self.weight.device).type_as(self.weight)
+        return F.conv2d(x, kernel, None, stride=1, padding=0, dilation=self.dilation, groups=self.groups)
+
+
 class DiverseBranchBlock(nn.Module):
     """kxk-BN, 1x1-BN, 1x1-BNAndPad-avg-BN and 1x1-BNAndPad-kxk-BN, summed (Ding et al., CVPR 2021)."""
 
@@ -64,7 +81,10 @@ class DiverseBranchBlock(nn.Module):
         self.dbb_avg.add_module("avgbn", nn.BatchNorm2d(cout))
         mid = cin if groups < cout else 2 * cin
         self.dbb_1x1_kxk = nn.Sequential()
-        self.dbb_1x1_kxk.add_module("idconv1", nn.Conv2d(cin, mid, 1, 1, 0, groups=groups, bias=False))
+        if mid == cin:  # as DBB does: an identity-based 1x1 (a functional conv in the traced graph)
+            self.dbb_1x1_kxk.add_module("idconv1", IdentityBasedConv1x1(cin, groups))
+        else:
+            self.dbb_1x1_kxk.add_module("idconv1", nn.Conv2d(cin, mid, 1, 1, 0, groups=groups, bias=False))
         self.dbb_1x1_kxk.add_module("bn1", BNAndPadLayer(p, mid))
         self.dbb_1x1_kxk.add_module("conv2", nn.Conv2d(mid, cout, k, stride, 0, groups=groups, bias=False))
         self.dbb_1x1_kxk.add_module("bn2", nn.BatchNorm2d(cout))

@@ -51,11 +51,20 @@ def test_imitation_blocks_fuse_to_one_conv_each_fp64(name):
     assert isinstance(d, torch.fx.GraphModule) and isinstance(d, nn.Module)
 
 
-def test_dbb_reports_its_four_branches():
-    d = reparameterize(randomize_(IMITATIONS["dbb"]()).eval(), probe=torch.randn(1, 3, 16, 16))
+def test_dbb_reports_its_four_branches_and_folds_the_identity_based_1x1():
+    m = randomize_(IMITATIONS["dbb"]()).double().eval()
+    idconvs = [x for x in m.modules() if hasattr(x, "id_tensor")]
+    assert idconvs  # DBB's IdentityBasedConv1x1: a functional conv on weight + identity in the traced graph
+    with torch.no_grad():
+        for x in idconvs:
+            x.weight.normal_()
+    probe = torch.randn(1, 3, 16, 16, dtype=torch.float64)
+    ref = m(probe)
+    d = reparameterize(m, probe=probe)
     labels = [r.module_type for r in graph_records(d)]
     assert labels[1] == "conv3x3 + conv1x1 + conv1x1-bnpad-avgpool-bn + conv1x1-bnpad-conv3x3-bn"
-    assert d.reparam_report.fp32_max_rel_diff < 1e-5
+    assert all(r.max_rel_diff <= TOL64 for r in graph_records(d)) and max_rel(ref, d(probe)) <= TOL64
+    assert list(d.buffers()) == [] and convs(d) == 4  # id_tensor and the weight it was added to are folded
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")

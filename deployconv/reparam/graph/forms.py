@@ -85,24 +85,30 @@ def affine_form(scale: Tensor, shift: Tensor) -> ConvForm:
     return _depthwise(scale, shift)
 
 
+def _padding(conv: nn.Conv2d) -> Pair:
+    if not isinstance(conv.padding, str):
+        return _pair(conv.padding)
+    if conv.padding == "valid":
+        return (0, 0)
+    # 'same' (stride 1): PyTorch pads (extent-1)//2 before and the rest after
+    ext = [d * (k - 1) for d, k in zip(_pair(conv.dilation), conv.kernel_size)]
+    if any(e % 2 for e in ext):
+        raise Refused("padding='same' with an even extent pads asymmetrically")
+    return ext[0] // 2, ext[1] // 2
+
+
 def conv_form(conv: nn.Conv2d) -> ConvForm:
     if conv.padding_mode != "zeros":
         raise Refused(f"padding_mode={conv.padding_mode!r}: only zero padding sums and composes exactly")
-    kh, kw = conv.kernel_size
-    dil = _pair(conv.dilation)
-    if isinstance(conv.padding, str):
-        if conv.padding == "valid":
-            padding = (0, 0)
-        else:  # 'same' with stride 1: PyTorch pads (extent-1)//2 before and the rest after
-            ext = (dil[0] * (kh - 1), dil[1] * (kw - 1))
-            if any(e % 2 for e in ext):
-                raise Refused("padding='same' with an even extent pads asymmetrically")
-            padding = (ext[0] // 2, ext[1] // 2)
-    else:
-        padding = _pair(conv.padding)
-    w = conv.weight.detach().double()
-    b = conv.bias.detach().double() if conv.bias is not None else w.new_zeros(w.shape[0])
-    return ConvForm(w.clone(), b.clone(), _pair(conv.stride), padding, dil, conv.groups, conv.in_channels)
+    return conv_form_of(conv, conv.weight, conv.bias)
+
+
+def conv_form_of(conv: nn.Conv2d, weight: Tensor, bias: Tensor | None) -> ConvForm:
+    """A conv's geometry with the given kernel (for a functional conv: its constant weight)."""
+    w = weight.detach().double()
+    b = bias.detach().double() if bias is not None else w.new_zeros(w.shape[0])
+    return ConvForm(w.clone(), b.clone(), _pair(conv.stride), _padding(conv), _pair(conv.dilation), conv.groups,
+                    conv.in_channels)
 
 
 def bn_form(bn: nn.modules.batchnorm._BatchNorm) -> ConvForm:

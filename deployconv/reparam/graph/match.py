@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.fx
+import torch.nn.functional as F
 from torch import nn
 from torch.fx import Node
 
@@ -96,7 +97,10 @@ def _resolve(form: Form, channels: int | None) -> ConvForm | None:
     return form.at(channels) if channels is not None else None
 
 
-_SAFE_CONST_METHODS = {"view", "reshape", "unsqueeze", "squeeze", "flatten", "expand", "contiguous"}
+_VALUE_KEEPING = {"to", "type_as", "contiguous", "detach"}
+_SAFE_CONST_METHODS = {"view", "reshape", "unsqueeze", "squeeze", "flatten", "expand", *_VALUE_KEEPING}
+_CONST_FUNCTIONS = {operator.add, operator.sub, operator.mul, operator.neg, torch.add, torch.mul}
+_CONVS = {F.conv2d, torch.conv2d}
 _ADDS = {operator.add, torch.add, operator.iadd}
 _MULS = {operator.mul, torch.mul, operator.imul}
 
@@ -130,18 +134,30 @@ class _Matcher:
             for part in a.target.split("."):
                 v = getattr(v, part)
             return v.detach().double() if isinstance(v, torch.Tensor) and v.is_floating_point() else None
-        if a.op == "call_method" and a.target in _SAFE_CONST_METHODS and not a.kwargs:
-            base = self.const(a.args[0])
-            if base is None or any(isinstance(x, Node) for x in a.args[1:]):
+        if (a.op == "call_method" and a.target in _SAFE_CONST_METHODS) or \
+                (a.op == "call_function" and a.target in _CONST_FUNCTIONS):
+            if a.op == "call_method" and a.target in _VALUE_KEEPING:
+                return self.const(a.args[0])  # .to(device) / .type_as(w): same value, kept in fp64
+            args = []
+            for x in a.args:
+                v = self.const(x) if isinstance(x, Node) else x
+                if v is None and isinstance(x, Node):
+                    return None
+                args.append(v)
+            if any(isinstance(v, Node) for v in a.kwargs.values()) or not args:
                 return None
-            return getattr(base, a.target)(*a.args[1:])
+            fn = getattr(args[0], a.target) if a.op == "call_method" else a.target
+            return fn(*(args[1:] if a.op == "call_method" else args), **a.kwargs)
         return None
 
     def const_nodes(self, a) -> list[Node]:
-        out = []
-        while isinstance(a, Node):
-            out.append(a)
-            a = a.args[0] if a.op == "call_method" else None
+        """The nodes of a constant operand (its get_attr leaves and the ops between)."""
+        out, todo = [], [a]
+        while todo:
+            x = todo.pop()
+            if isinstance(x, Node) and x not in out:
+                out.append(x)
+                todo.extend(x.all_input_nodes)
         return out
 
     @staticmethod
@@ -186,6 +202,8 @@ class _Matcher:
                 taps = forms.avg_pool_form(m, 1).weight.numel()  # raises Refused for non-convolution pools
                 return inp, Lazy((lambda c, m=m: forms.avg_pool_form(m, c),)), "avgpool", False, [], 0, taps
             return None
+        if n.op == "call_function" and n.target in _CONVS:
+            return self.functional_conv(n)
         if n.op in ("call_function", "call_method") and not n.kwargs and len(n.args) == 2:
             target = n.target
             is_mul = target in _MULS or target == "mul"
@@ -215,6 +233,25 @@ class _Matcher:
             f = forms.affine_form(vec, zeros) if is_mul else forms.affine_form(ones, vec)
             return inp, f, "scale" if is_mul else "shift", False, consts, vec.numel(), 0
         return None
+
+    def functional_conv(self, n: Node) -> tuple[Node, Form, str, bool, list[Node], int, int] | None:
+        """F.conv2d with a constant kernel, e.g. DBB's IdentityBasedConv1x1 (weight + identity, each call)."""
+        names = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+        bound = {**dict(zip(names, n.args)), **n.kwargs}
+        inp, w_node, b_node = bound.get("input"), bound.get("weight"), bound.get("bias")
+        if not isinstance(inp, Node) or any(isinstance(bound.get(k), Node) for k in names[3:]):
+            return None
+        weight = self.const(w_node)
+        bias = self.const(b_node) if b_node is not None else None
+        if weight is None or weight.dim() != 4 or (b_node is not None and bias is None):
+            return None
+        groups = int(bound.get("groups", 1))
+        conv = nn.Conv2d(weight.shape[1] * groups, weight.shape[0], tuple(weight.shape[2:]),
+                         bound.get("stride", 1), bound.get("padding", 0), bound.get("dilation", 1), groups,
+                         bias=bias is not None, device="meta")
+        f = forms.conv_form_of(conv, weight, bias)
+        consts = self.const_nodes(w_node) + (self.const_nodes(b_node) if b_node is not None else [])
+        return inp, f, f"conv{f.describe()}", False, consts, weight.numel(), 0
 
     @staticmethod
     def _module_kind(m: nn.Module) -> str | None:

@@ -39,9 +39,13 @@ def run_unfused64(gm: torch.fx.GraphModule, site: Site, source_value: torch.Tens
             return env[a]
         if a.op == "get_attr":
             return _to64(_fetch(gm, a.target)).clone()
-        if a.op == "call_method":  # a constant chain (view/reshape of a get_attr)
+        if a.op == "call_method":  # a constant operand (view of a get_attr, weight + identity, ...)
             args = torch.fx.node.map_arg(a.args, value)
-            return getattr(args[0], a.target)(*args[1:])
+            if a.target in ("to", "type_as"):
+                return args[0]  # keep fp64
+            return getattr(args[0], a.target)(*args[1:], **a.kwargs)
+        if a.op == "call_function":
+            return a.target(*torch.fx.node.map_arg(a.args, value), **torch.fx.node.map_arg(a.kwargs, value))
         raise KeyError(f"{a.name} is outside the site")
 
     for n in list(site.nodes):
@@ -119,7 +123,8 @@ def apply_site(gm: torch.fx.GraphModule, site: Site, conv: nn.Conv2d, name: str,
     site.root.replace_all_uses_with(new)
     for n in reversed(site.nodes):
         graph.erase_node(n)
-    for c in site.consts:  # constant chains (view of a get_attr) the site used, if now unused
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    for c in sorted(site.consts, key=order.__getitem__, reverse=True):  # constants the site used, if unused now
         if not c.users:
             graph.erase_node(c)
             if c.op == "get_attr" and not any(x.op == "get_attr" and x.target == c.target for x in graph.nodes):
