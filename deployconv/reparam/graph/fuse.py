@@ -51,7 +51,7 @@ def _owner(node) -> str:
     """The module whose forward holds a function node (fx records the module stack), else the node's name."""
     stack = node.meta.get("nn_module_stack") or {}
     paths = [v[0] if isinstance(v, tuple) else k for k, v in stack.items()]
-    return f"{paths[-1]}:{node.name}" if paths and paths[-1] else node.name
+    return f"{paths[-1]}:{node.name}" if paths and paths[-1] else f"<root>:{node.name}"
 
 
 def _capture_unit_inputs(model: nn.Module, units: list[Unit], probe: torch.Tensor) -> dict[int, tuple]:
