@@ -16,8 +16,7 @@ from deployconv.reparam.graph.forms import ConvForm, Refused
 from tests.helpers import max_rel, randomize_
 
 TOL = 1e-10
-settings.register_profile("graph-algebra", max_examples=40, deadline=None)
-settings.load_profile("graph-algebra")
+EXAMPLES = settings(max_examples=40, deadline=None)
 
 
 def run(f: ConvForm, x: torch.Tensor) -> torch.Tensor:
@@ -53,6 +52,7 @@ class BNAndPadLayer(nn.Module):
         return out
 
 
+@EXAMPLES
 @given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 3), st.sampled_from([1, 2, 3, 5]),
        st.integers(1, 2), st.integers(0, 2), st.integers(1, 2), st.booleans(), st.integers(0, 2**16))
 def test_leaf_forms_equal_their_modules(groups, ci, co, k, stride, pad, dil, bias, seed):
@@ -84,6 +84,7 @@ def test_leaf_refusals():
         forms.conv_form(nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"))
 
 
+@EXAMPLES
 @given(st.sampled_from([1, 2, 3, 6]), st.sampled_from([1, 2, 3, 6]), st.integers(0, 2**16))
 def test_regroup_is_the_same_function(groups, factor, seed):
     assume(groups % factor == 0)
@@ -116,6 +117,7 @@ def chains(draw):
     return a, b, seed
 
 
+@EXAMPLES
 @given(chains())
 def test_compose_equals_sequential_evaluation(case):
     a, b, seed = case
@@ -168,6 +170,7 @@ def branch_sets(draw):
     return out, seed
 
 
+@EXAMPLES
 @given(branch_sets())
 def test_merge_equals_sum_of_branches(case):
     branches, seed = case
