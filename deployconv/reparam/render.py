@@ -22,6 +22,11 @@ def render_report(report: ReparamReport, *, saved_to: Path | None = None, load_r
     out.print(table(f"reparameterization of {report.model} (probe {'x'.join(map(str, report.probe_shape))})",
                     ["rewrite", "count", "params before", "params after", "worst fp64 rel", "paths"], rows,
                     justify_right=["count", "params before", "params after", "worst fp64 rel"]))
+    sites = [r for r in report.rewrites if r.rewrite.startswith("graph:")]
+    if sites:
+        out.print(table(f"graph-pass sites ({len(sites)})", ["where", "pattern", "params", "fp64 rel"],
+                        [[r.path, r.module_type, f"{fmt_int(r.params_before)} -> {fmt_int(r.params_after)}",
+                          fmt_sci(r.max_rel_diff)] for r in sites[:20]], justify_right=["fp64 rel"]))
     verdict = "[green]equivalent[/]" if report.passed else "[red]NOT verified[/]"
     out.print(
         f"params {report.params_before:,} -> {report.params_after:,}; "
@@ -32,6 +37,11 @@ def render_report(report: ReparamReport, *, saved_to: Path | None = None, load_r
     if report.remaining_batchnorm:
         shown = ", ".join(report.remaining_batchnorm[:4])
         out.print(f"BatchNorm kept ({len(report.remaining_batchnorm)}): {shown}")
+    if report.near_misses:
+        out.print(table(f"left unfused ({len(report.near_misses)} near misses)", ["where", "pattern", "why"],
+                        [[m.path, m.pattern, m.reason] for m in report.near_misses[:20]]))
+        if len(report.near_misses) > 20:
+            out.print(f"... {len(report.near_misses) - 20} more in the JSON report")
     for note in report.notes:
         out.print(f"note: {note}")
     if load_report is not None:

@@ -16,6 +16,17 @@ class RewriteRecord:
     params_after: int
     max_abs_diff: float | None = None  # fp64, this rewrite alone, on the probe's activations at this module
     max_rel_diff: float | None = None
+    replaced: list[str] = field(default_factory=list)  # graph pass: the modules the fused conv replaces
+
+
+@dataclass
+class NearMiss:
+    """A structure the graph pass left alone, and why (a non-linearity between, shared weights, a stride
+    mismatch, padding after a biased op, a BatchNorm without running statistics, an untraceable module)."""
+
+    path: str
+    pattern: str  # "parallel" | "chain" | "trace"
+    reason: str
 
 
 @dataclass
@@ -33,6 +44,7 @@ class ReparamReport:
     tolerance_fp64_rel: float = 1e-5
     passed: bool = False
     remaining_batchnorm: list[str] = field(default_factory=list)
+    near_misses: list[NearMiss] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:

@@ -6,7 +6,9 @@ Modules opt in by exposing one of:
   - `fuse()`            -> returns a replacement module (LSNet/LeViT style),
   - `reparameterize()`  -> rewrites in place (timm style; a returned module replaces it),
   - `switch_to_deploy()`-> rewrites in place (RepVGG / UniRepLKNet official style).
-After the walk, Conv->BN / Linear->BN / BN->Linear pairs found by torch.fx are folded (plain user models).
+After the walk, Conv->BN / Linear->BN / BN->Linear pairs found by torch.fx are folded (plain user models),
+then the graph pass (reparam/graph) fuses what no method covers: parallel branches and linear chains found by
+their shape in the fx graph, each proven in fp64 at its site (near misses are reported with their reason).
 Every rewrite is checked in fp64 on the activations a probe input produces at that module, and the whole
 model is checked in fp64 and fp32; a failed check raises CheckFailedError.
 """
@@ -170,6 +172,25 @@ def fold_pairs(model: nn.Module) -> list[RewriteRecord]:
     return records
 
 
+def _graph_pass(work: nn.Module, probe: torch.Tensor | None, tolerance: float, report: ReparamReport,
+                name: str) -> nn.Module:
+    from deployconv.reparam.graph.fuse import graph_fuse
+
+    result = graph_fuse(work, probe, tolerance)
+    report.rewrites += result.records
+    report.near_misses += result.near_misses
+    if result.failures:
+        raise CheckFailedError(
+            f"graph fusion of {name} failed its fp64 check at {len(result.failures)} site(s); "
+            "they were rolled back and the run stops",
+            details=[f"{f.path}: {f.label} (fp64 rel {f.max_rel_diff:.3e} > {tolerance:.1e})"
+                     for f in result.failures],
+            why="the fused conv does not compute what the unfused ops compute on the probe's activations",
+            fix="report the site (a deployconv bug); reparameterize(..., graph=False) skips the graph pass",
+        )
+    return result.model
+
+
 def default_probe(model: nn.Module, batch: int = 2, seed: int = 0) -> torch.Tensor:
     from deployconv.models.registry import model_info
 
@@ -188,13 +209,15 @@ def reparameterize(
     probe: torch.Tensor | None = None,
     verify: bool = True,
     tolerance: float | None = None,
+    graph: bool = True,
 ) -> nn.Module:
     """Return the deploy-form model; its `.reparam_report` (ReparamReport) says what ran where and how
     exactly the outputs agree.
 
     Both forms are evaluated in fp64, so the figure isolates the fusion itself: for an fp64 model it proves
     the math (default tolerance 1e-10 relative); for an fp32 model it measures the rounding of the fused
-    weights to fp32 (default 1e-5 relative, far below any real fusion bug)."""
+    weights to fp32 (default 1e-5 relative, far below any real fusion bug).
+    `graph=False` skips the graph pass (method rewrites and pair folds only)."""
     if not isinstance(model, nn.Module):
         raise BadInputError(f"reparameterize needs a torch.nn.Module, got {type(model).__name__}")
     model.eval()
@@ -234,6 +257,8 @@ def reparameterize(
         report.rewrites += fold_pairs(work)
     except Exception as e:  # tracing is best effort; what is left is reported below
         report.notes.append(f"fx pair folding skipped: {type(e).__name__}: {e}")
+    if graph:
+        work = _graph_pass(work, probe if verify else None, tolerance, report, name)
     work.eval()
     report.params_after = count_params(work)
     report.remaining_batchnorm = [p for p, m in work.named_modules() if is_bn(m)]
