@@ -69,6 +69,10 @@ def make_executor(kind: str, out: Path, *, workers: int | None, address: str | N
     if kind == "local":
         from deployconv.matrix.local import LocalExecutor
 
+        remote = [d for d in spec.devices if d != HOST]
+        if remote:
+            raise BadInputError(f"the local executor runs on this machine only; it cannot reach {', '.join(remote)}",
+                                fix="use --executor ray with a cluster the devices joined, or --devices host")
         return LocalExecutor(out, workers)
     if kind == "ray":
         try:

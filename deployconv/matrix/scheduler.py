@@ -66,7 +66,6 @@ def run_jobs(jobs: list[JobSpec], executor: Executor, out: Path, opts: StepOptio
     hashes: dict[str, str] = {}
     running: dict[str, JobSpec] = {}
     waiting = list(jobs)
-    options = opts.to_dict()
     extra = {m: user_model_extra(m) for m in {j.model for j in jobs}}
     update = on_update or (lambda _r, _s: None)
     by_id = {j.id: j for j in jobs}
@@ -88,7 +87,8 @@ def run_jobs(jobs: list[JobSpec], executor: Executor, out: Path, opts: StepOptio
                     break  # a host bench runs alone
                 bad = [records[d] for d in job.deps if records[d].status != "passed"
                        and not (d in job.soft and records[d].status == "skipped")]
-                ih = input_hash(job, options, {d: records[d].output_hash for d in job.deps}, extra[job.model])
+                ih = input_hash(job, opts.read_by(job.step), {d: records[d].output_hash for d in job.deps},
+                                extra[job.model])
                 if bad:
                     waiting.remove(job)
                     finish(job, _blocked(job, bad[0], ih))

@@ -40,6 +40,12 @@ class StepOptions:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def read_by(self, step: str) -> dict[str, Any]:
+        """The options `step` reads (what its input hash covers): a new bench duration re-runs benches only."""
+        keys = {"export": ("batch", "seed"),
+                "bench": ("threads", "bench_warmup_s", "bench_duration_s", "bench_repeat", "batch", "seed")}
+        return {k: v for k, v in asdict(self).items() if k in keys.get(step, ())}
+
 
 @dataclass
 class StepOutcome:
@@ -105,8 +111,12 @@ def _build_engine(job: JobSpec, src: Path, out: Path) -> dict[str, Any]:
     with atomic_dir(out, force=True) as tmp:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
         manifest = read_manifest(tmp)
-        entries = build_engine(tmp / "model.onnx", target_of_manifest(manifest, str(src / "manifest.json")), tmp,
-                               force=True)
+        try:
+            entries = build_engine(tmp / "model.onnx", target_of_manifest(manifest, str(src / "manifest.json")),
+                                   tmp, force=True)
+        except DeployconvError as e:  # name the input, not the temporary copy
+            raise type(e)(e.what.replace(str(tmp), str(src)), e.why.replace(str(tmp), str(src)),
+                          e.fix.replace(str(tmp), str(src)), [d.replace(str(tmp), str(src)) for d in e.details]) from None
         write_manifest(tmp, {**manifest, **entries})  # re-hashes with engine.plan
     return {"engine": "built", **{k: v for k, v in entries.get("engine", {}).items() if k in ("tensorrt", "sha256")}}
 
