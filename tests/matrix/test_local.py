@@ -85,12 +85,12 @@ def test_gate_matrix_on_real_runs(first, tmp_path):
     same = runner.invoke(app, ["gate", "--matrix", str(first.out / "matrix.json"), str(first.out / "matrix.json")])
     assert same.exit_code == 0, same.output
     assert "PASS" in same.output
-    # the current run 40% slower in every sample: the cell regressed
+    # the current run 3x slower in every sample: the cell regressed (few short blocks: a wide interval)
     cur = tmp_path / "cur"
     shutil.copytree(first.out, cur)
     bench = cur / first.document["cells"][0]["latency"]["file"]
     data = json.loads(bench.read_text())
-    data["samples_ms"] = [x * 1.4 for x in data["samples_ms"]]
+    data["samples_ms"] = [x * 3.0 for x in data["samples_ms"]]
     bench.write_text(json.dumps(data))
     slow = runner.invoke(app, ["gate", "--matrix", str(first.out / "matrix.json"), str(cur / "matrix.json"), "--json"])
     assert slow.exit_code == 1, slow.output
