@@ -21,8 +21,10 @@ def _cell(c: Mapping[str, Any]) -> str:
     if lat.get("median_ms") is not None:
         parts.append(f'<span class="small">median {lat["median_ms"]:.3g} ms</span>')
     links = []
+    if c.get("report_html"):
+        links.append(f'<a href="{esc(c["report_html"])}">report</a>')
     if c.get("report"):
-        links.append(f'<a href="{esc(c["report"])}">report</a>')
+        links.append(f'<a href="{esc(c["report"])}">report.json</a>')
     if lat.get("file"):
         links.append(f'<a href="{esc(lat["file"])}">bench</a>')
     for step, s in c["steps"].items():

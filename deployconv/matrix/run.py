@@ -86,6 +86,29 @@ def make_executor(kind: str, out: Path, *, workers: int | None, address: str | N
     raise BadInputError(f"unknown executor {kind!r}", fix=f"choose {' or '.join(EXECUTORS)}")
 
 
+def write_reports(out: Path, doc: dict[str, Any]) -> None:
+    """The export's HTML report (`deployconv report`) next to each exported cell, for the grid to link to.
+    A page that cannot be drawn is noted in its cell; the matrix goes on."""
+    from deployconv.errors import DeployconvError
+    from deployconv.report import write_report
+
+    done: dict[str, str | None] = {}
+    for c in doc["cells"]:
+        rel = c.get("report")
+        if not rel or c["steps"].get("export", {}).get("status") != "passed":
+            continue
+        if rel not in done:
+            export_dir = (out / rel).parent
+            page = export_dir.parent / "report.html"
+            try:
+                write_report(export_dir, page, force=True)
+                done[rel] = str(page.relative_to(out))
+            except (DeployconvError, OSError, ValueError, KeyError) as e:
+                done[rel] = None
+                c.setdefault("notes", []).append(f"no HTML report: {e}")
+        c["report_html"] = done[rel]
+
+
 def write_outputs(out: Path, doc: Mapping[str, Any]) -> None:
     from deployconv.matrix.page import render_page
     from deployconv.matrix.summary import to_markdown
@@ -99,7 +122,7 @@ def run_matrix(spec: MatrixSpec, out: Path, *, executor: str = "local", workers:
                address: str | None = None, resume: bool = False, force: bool = False,
                options: StepOptions | None = None,
                on_update: Callable[[Mapping[str, JobRecord], set[str]], None] | None = None,
-               on_start: Callable[[list[JobSpec], Any], None] | None = None) -> MatrixRun:
+               on_start: Callable[[list[JobSpec], Any], None] | None = None, reports: bool = True) -> MatrixRun:
     out = Path(out)
     jobs = plan(spec)
     if not resume:
@@ -132,5 +155,7 @@ def run_matrix(spec: MatrixSpec, out: Path, *, executor: str = "local", workers:
     conditions["load_avg_end"] = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
     conditions["interrupted"] = interrupted
     doc = matrix_document(spec_d, jobs, records, spec.devices, conditions)
+    if reports and not interrupted:
+        write_reports(out, doc)
     write_outputs(out, doc)
     return MatrixRun(out, doc, records, interrupted)

@@ -55,6 +55,8 @@ def test_markdown_and_html_show_the_grid(first):
     html = (first.out / "matrix.html").read_text()
     cell = first.document["cells"][0]
     assert f'href="{cell["report"]}"' in html and "Content-Security-Policy" in html and "<script" not in html
+    assert f'href="{cell["report_html"]}"' in html and (first.out / cell["report_html"]).is_file()
+    assert "<h1" in (first.out / cell["report_html"]).read_text()
 
 
 def test_resume_runs_nothing_when_nothing_changed(first, tmp_path):
@@ -104,3 +106,40 @@ def test_cli_bad_input_exits_2(tmp_path):
     r = runner.invoke(app, ["matrix", "--models", TINY, "--targets", "onnx", "--jobs", "eval",
                             "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "not available" in r.output
+
+
+def test_device_steps_run_where_torch_cannot_be_imported(first, tmp_path, tmp_path_factory):
+    """What a device node without PyTorch runs: bundle-side steps from deployconv.matrix.steps, in a process
+    where importing torch fails (tests/test_torch_free.py's blocker)."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    from tests.test_torch_free import BLOCKER, REPO
+
+    d = tmp_path_factory.mktemp("blocked")
+    (d / "sitecustomize.py").write_text(BLOCKER)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = os.pathsep.join([str(d), str(REPO)])
+    export_dir = first.out / first.document["cells"][0]["report"].rsplit("/", 1)[0]
+    code = textwrap.dedent(f'''
+        import json, sys
+        from pathlib import Path
+        from deployconv.matrix.spec import JobSpec
+        from deployconv.matrix.steps import StepOptions, run_step
+        out = {{}}
+        for step in ("validate", "bench", "check"):
+            job = JobSpec("m", "onnx", step, "agx")
+            r = run_step(job, [Path({str(export_dir)!r})], Path({str(tmp_path)!r}) / step,
+                         StepOptions(bench_warmup_s=0.1, bench_duration_s=0.2, bench_repeat=1))
+            out[step] = [r.status, r.error]
+        assert "torch" not in sys.modules
+        print(json.dumps(out))
+    ''')
+    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True,
+                          timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert {k: v[0] for k, v in res.items()} == {"validate": "passed", "bench": "passed", "check": "passed"}, res
+    assert "torch-free" in json.loads((tmp_path / "validate" / "result.json").read_text())["mode"]
