@@ -272,6 +272,7 @@ app.command("bench")(bench_cmd)
 from deployconv.cli_device import bundle_cmd, check_cmd  # noqa: E402
 from deployconv.cli_engine import build_engine_cmd  # noqa: E402
 from deployconv.cli_gate import gate_cmd  # noqa: E402
+from deployconv.cli_matrix import matrix_cmd  # noqa: E402
 from deployconv.cli_report import report_cmd  # noqa: E402
 
 app.command("bundle")(bundle_cmd)
@@ -279,6 +280,7 @@ app.command("check")(check_cmd)
 app.command("build-engine")(build_engine_cmd)
 app.command("report")(report_cmd)
 app.command("gate")(gate_cmd)
+app.command("matrix")(matrix_cmd)
 
 from deployconv.cli_eval import debug_app, eval_cmd  # noqa: E402
 

@@ -23,6 +23,9 @@ AccuracyOpt = Annotated[Path | None, typer.Option(
     "--accuracy", help="Gate an accuracy ledger instead (report.json of `deployconv eval`): exit 1 when a stage "
                        "loses more than --max-drop top-1 points vs fp32 with significance.", show_default=False)]
 MaxDropOpt = Annotated[float, typer.Option("--max-drop", help="With --accuracy: tolerated top-1 loss in points.")]
+MatrixOpt = Annotated[tuple[Path, Path] | None, typer.Option(
+    "--matrix", help="BASE.json CURRENT.json: gate every cell of two `deployconv matrix` runs (exit 1 if any "
+                     "cell regressed; cells that cannot be compared are listed).", show_default=False)]
 MetricOpt = Annotated[str, typer.Option(
     "--metric", help="median (what people read) | p10 (the fast end: least moved by a busy runner) | p99 (the tail).")]
 MaxRegressionOpt = Annotated[str, typer.Option(
@@ -58,28 +61,69 @@ def gate_cmd(
     accuracy: AccuracyOpt = None,
     max_drop: MaxDropOpt = 0.5,
     force: ForceOpt = False,
+    matrix: MatrixOpt = None,
 ) -> None:
     """Gate latency against a baseline: the change of the median (or p99) with its bootstrap confidence
     interval; exit 0 within --max-regression, 1 regression, 3 incomparable runs or too noisy to decide.
-    With --accuracy: gate an accuracy ledger on --max-drop (significant top-1 loss vs fp32)."""
+    With --accuracy: gate an accuracy ledger on --max-drop (significant top-1 loss vs fp32).
+    With --matrix BASE.json CURRENT.json, every cell of two matrix runs."""
     if accuracy is not None:
         from deployconv.accuracy.gate import gate_ledger
 
         _handle_errors(gate_ledger)(accuracy, max_drop, json_out=json_out, markdown=markdown, force=force)
         return
-    if baseline is None or current is None:
-        _handle_errors(_missing_runs)()
+    if matrix is not None:
+        _handle_errors(_gate_matrix)(matrix, metric=metric, max_regression=max_regression,
+                                     noise_threshold=noise_threshold, run_noise=run_noise,
+                                     allow_diff=allow_diff or [], seed=seed, json_out=json_out, markdown=markdown,
+                                     force=force, single=(baseline, current, update_baseline))
         return
+    _handle_errors(_need_runs)(baseline, current)
     _handle_errors(_gate)(baseline, current, metric=metric, max_regression=max_regression,
                           noise_threshold=noise_threshold, run_noise=run_noise, allow_diff=allow_diff or [],
                           seed=seed, json_out=json_out, markdown=markdown, update=update_baseline, force=force)
 
 
-def _missing_runs() -> None:
+def _need_runs(baseline: Path | None, current: Path | None) -> None:
     from deployconv.errors import BadInputError
 
-    raise BadInputError("--baseline and --current are required (or --accuracy REPORT)",
-                        fix="deployconv gate --baseline base.json --current run.json")
+    if baseline is None or current is None:
+        raise BadInputError("give --baseline and --current (two `bench --out` runs), --matrix BASE.json "
+                            "CURRENT.json (two `deployconv matrix` runs) or --accuracy REPORT (an `eval` ledger)",
+                            fix="deployconv gate --baseline base.json --current run.json")
+
+
+def _gate_matrix(files: tuple[Path, Path], *, metric: str, max_regression: str, noise_threshold: str | None,
+                 run_noise: str | None, allow_diff: list[str], seed: int, json_out: bool, markdown: Path | None,
+                 force: bool, single: tuple) -> None:
+    from deployconv.atomic import refuse_overwrite, write_text_atomic
+    from deployconv.console import err, print_json
+    from deployconv.errors import BadInputError
+    from deployconv.validate.gate import DEFAULT_RUN_NOISE
+    from deployconv.validate.gate_matrix import gate_matrix, to_markdown
+
+    if any(v for v in single):
+        raise BadInputError("--matrix gates two matrix runs; --baseline, --current and --update-baseline are for "
+                            "single bench runs", fix="give one or the other")
+    if markdown is not None:
+        refuse_overwrite(markdown, force)
+    limit = parse_percent(max_regression, "--max-regression")
+    result = gate_matrix(files[0], files[1], metric=metric, max_regression=limit,
+                         noise_threshold=None if noise_threshold is None else parse_percent(noise_threshold,
+                                                                                            "--noise-threshold"),
+                         run_noise=DEFAULT_RUN_NOISE if run_noise is None else parse_percent(run_noise, "--run-noise"),
+                         allow_diff=allow_diff, seed=seed)
+    text = to_markdown(result)
+    if markdown is not None:
+        write_text_atomic(markdown, text)
+    if json_out:
+        print_json(result.to_dict())
+    else:
+        typer.echo(text, nl=False)
+    colour = "red" if result.regressed else "green"
+    err.print(f"[bold {colour}]matrix gate: {len(result.regressed)} of {len(result.cells)} cells regressed[/]",
+              highlight=False)
+    raise typer.Exit(result.exit_code)
 
 
 def parse_percent(text: str, option: str) -> float:
