@@ -217,6 +217,8 @@ def load_target_file(path: Path) -> Target:
         data = tomllib.loads(Path(path).read_text())
     except OSError as e:
         raise _bad(where, f"cannot be read ({e.strerror})", "pass an existing .toml file") from None
+    except UnicodeDecodeError as e:
+        raise _bad(where, f"is not UTF-8 text ({e.reason} at byte {e.start})", "save it as UTF-8 TOML") from None
     except tomllib.TOMLDecodeError as e:
         raise _bad(where, f"is not valid TOML ({e})", "fix the syntax; see the built-in target files") from None
     target = target_from_dict(data, where)

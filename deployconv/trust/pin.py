@@ -16,7 +16,11 @@ _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def manifest_sha256(directory: Path) -> str:
-    return hashlib.sha256((Path(directory) / MANIFEST).read_bytes()).hexdigest()
+    path = Path(directory) / MANIFEST
+    if path.is_symlink() or not path.is_file():
+        raise BadInputError(f"{directory} has no {MANIFEST}" + (" (it is a link)" if path.is_symlink() else ""),
+                            fix="pass a folder made by `deployconv bundle` or `deployconv export`")
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def pin_path(out: Path) -> Path:

@@ -111,7 +111,7 @@ def test_tampered_export_and_missing_plugin_sources_are_refused(onnx_export, tmp
     copy = tmp_path / "exp"
     shutil.copytree(onnx_export, copy)
     (copy / "report.json").write_text("{}\n")
-    with pytest.raises(BadInputError, match="report.json: sha256 differs"):
+    with pytest.raises(BadInputError, match=r"report\.json: sha256 differs"):
         make_bundle(copy, tmp_path / "b1")
     shutil.copyfile(onnx_export / "report.json", copy / "report.json")
     man = json.loads((copy / "manifest.json").read_text())
