@@ -28,6 +28,7 @@ def main() -> int:
     ap.add_argument("--cases", type=int, default=10_000)
     ap.add_argument("--seeds", type=int, default=10, help="hypothesis seeds the cases are split over")
     ap.add_argument("--first-seed", type=int, default=1)
+    ap.add_argument("--per-seed", type=int, default=None, help="cases per seed (default: cases / seeds)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fuzz_trust.json")
     args = ap.parse_args()
 
@@ -45,7 +46,7 @@ def main() -> int:
     fixture_s = time.perf_counter() - t0
     kinds: collections.Counter[str] = collections.Counter()
     failures: list[str] = []
-    per_seed = -(-args.cases // args.seeds)
+    per_seed = args.per_seed or -(-args.cases // args.seeds)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     count = 0
     t1 = time.perf_counter()
@@ -63,6 +64,7 @@ def main() -> int:
             shutil.rmtree(work, ignore_errors=True)
             if failure is not None:
                 failures.append(failure)
+                print(f"FAILURE {failure}", flush=True)
             if count % 500 == 0:
                 print(f"{count} cases, {len(failures)} failures, {time.perf_counter() - t1:.0f} s", flush=True)
 

@@ -512,6 +512,8 @@ def _parity_check(directory: Path, manifest: dict[str, Any], target: Any, env: E
 
     try:
         parity = reference_parity(directory, manifest, target, runtime="ort")["parity"]
+    except BadInputError:
+        raise  # a malformed reference or model is bad input (exit 2), not a failed check
     except DeployconvError as e:
         return Check("parity", FAIL, e.what, expected, e.fix)
     m = parity["stages"][-1].get("vs_previous") or {}
