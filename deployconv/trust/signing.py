@@ -107,9 +107,9 @@ def sign_manifest(directory: Path, private_key: Path) -> str:
 def verify_signature(directory: Path, public_key: Path) -> str:
     """The signer's fingerprint when DIR/manifest.json.sig is a valid signature of DIR/manifest.json by
     `public_key`; else CheckFailedError (exit 1) saying why."""
+    key = _load_pem(public_key, private=False)  # first: says so when cryptography is missing
     from cryptography.exceptions import InvalidSignature
 
-    key = _load_pem(public_key, private=False)
     fp = fingerprint(key)
     sig_path = Path(directory) / SIGNATURE
     fix = "copy the bundle again from the workstation that signed it; a bundle cannot be re-signed on the device"

@@ -249,3 +249,20 @@ def test_nan_weights_name_the_tensor_and_module(trust_fixture, tmp_path):
     assert res.exit_code == EXIT_CHECK_FAILED, res.output
     assert "bn.running_var (buffer of BatchNorm2d bn): 1 NaN, 0 Inf of 16 values" in res.output
     assert not (tmp_path / "o").exists()
+
+
+def test_no_traceback_from_a_real_process(trust_fixture, tmp_path):
+    """The console script's path (python -m deployconv), not only CliRunner: a manifest without "target"."""
+    import os
+    import subprocess
+    import sys
+
+    b = copy(trust_fixture.bundle, tmp_path)
+    man = json.loads((b / "manifest.json").read_text())
+    del man["target"]
+    (b / "manifest.json").write_text(json.dumps(man))
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    proc = subprocess.run([sys.executable, "-m", "deployconv", "check", str(b)], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == EXIT_BAD_INPUT and "Traceback" not in proc.stderr and "target: missing" in proc.stderr
