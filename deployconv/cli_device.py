@@ -83,9 +83,11 @@ def _bundle(model: str, *, target: str, out_dir: Path, weights: Path | None, jso
     from deployconv.errors import CheckFailedError
     from deployconv.export.bundle import make_bundle, tarball_for
     from deployconv.export.pipeline import ExportOptions, export
+    from deployconv.trust.pin import pin_path
 
     refuse_overwrite(out_dir, force)  # before the export: fail in a second, not after a minute
     refuse_overwrite(tarball_for(out_dir), force)
+    refuse_overwrite(pin_path(out_dir), force)
     if sign is not None:
         from deployconv.trust.signing import load_private_key
 

@@ -192,6 +192,8 @@ def test_bundle_command(tmp_path):
     data = json.loads(res.stdout)
     assert data["out"] == str(out) and Path(data["tarball"]) == tarball_for(out)
     assert data["tar_sha256"] == sha256_file(tarball_for(out)) and verify_hashes(out, read_manifest(out)) == []
+    assert data["manifest_sha256"] == sha256_file(out / "manifest.json")  # the pin, also next to the archive
+    assert Path(data["pin_file"]).read_text().split()[0] == data["manifest_sha256"]
     again = CliRunner().invoke(_app(), ["bundle", "--model", f"{FIXTURE}:build", "--target", "onnx", "--out", str(out)])
     assert again.exit_code == 2 and "already exists" in again.output
     with tarfile.open(fileobj=io.BytesIO(tarball_for(out).read_bytes()), mode="r:gz") as tar:
