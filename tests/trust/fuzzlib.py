@@ -358,12 +358,21 @@ def _tree(folder: Path) -> dict[str, str]:
     return out
 
 
+_COMMAND: list[Any] = []
+
+
 def _invoke(args: list[str]) -> tuple[int, str, BaseException | None]:
-    from typer.testing import CliRunner
+    """The real deployconv command line, in-process. typer builds its click command once here (that build costs
+    ~0.3 s, more than most cases), then click's runner invokes it per case."""
+    from click.testing import CliRunner
 
-    from deployconv.cli import app
+    if not _COMMAND:
+        import typer
 
-    res = CliRunner().invoke(app, args, catch_exceptions=True)
+        from deployconv.cli import app
+
+        _COMMAND.append(typer.main.get_command(app))
+    res = CliRunner().invoke(_COMMAND[0], args, catch_exceptions=True, prog_name="deployconv")
     exc = res.exception if res.exception is not None and not isinstance(res.exception, SystemExit) else None
     return res.exit_code, res.output, exc
 
