@@ -135,8 +135,9 @@ def _mutate_manifest(folder: Path, p: dict[str, Any]) -> None:
     man = json.loads(path.read_text())
     keys = sorted(man)
     op = p["op"]
-    if op == "delete":
-        del man[keys[rng.integers(len(keys))]]
+    if op == "delete":  # model_source_sha256 is optional (exports made before it existed still load)
+        required = [k for k in keys if k != "model_source_sha256"]
+        del man[required[rng.integers(len(required))]]
     elif op == "retype":
         man[keys[rng.integers(len(keys))]] = p["value"]
     elif op == "add":
