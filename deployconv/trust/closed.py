@@ -136,6 +136,9 @@ def verify_closed(directory: Path, manifest: dict[str, Any], *, fresh: bool = Fa
         if rel not in safe:
             result.problems.append(f"{rel}: required for this {'bundle' if 'bundle' in manifest else 'export'} "
                                    "but not listed in manifest.json")
+    if "bundle" not in manifest:  # an export holds no sources; a bundle manifest stripped of its entry is not one
+        for rel in sorted(r for r in safe if r.startswith(("plugins/", "deployconv_src/"))):
+            result.problems.append(f"{rel}: bundle content, but the manifest has no bundle entry")
     engine = manifest.get("engine")
     named = {"ort_model": manifest.get("ort_model")}
     if isinstance(engine, dict) and engine.get("file") is not None and "bundle" not in manifest:

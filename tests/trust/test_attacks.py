@@ -266,3 +266,14 @@ def test_no_traceback_from_a_real_process(trust_fixture, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "deployconv", "check", str(b)], capture_output=True, text=True,
                           env=env, timeout=120)
     assert proc.returncode == EXIT_BAD_INPUT and "Traceback" not in proc.stderr and "target: missing" in proc.stderr
+
+
+def test_a_bundle_manifest_cannot_pass_as_an_export(trust_fixture, tmp_path):
+    """Dropping the "bundle" entry would drop the plugin and deployconv sources from the required files."""
+    b = copy(trust_fixture.bundle, tmp_path)
+    man = json.loads((b / "manifest.json").read_text())
+    del man["bundle"]
+    (b / "manifest.json").write_text(json.dumps(man))
+    res = cli("check", str(b), "--json")
+    assert res.exit_code == EXIT_CHECK_FAILED
+    assert "plugins/CMakeLists.txt: bundle content, but the manifest has no bundle entry" in files_check(res)["found"]
