@@ -39,15 +39,53 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except DeployconvError as e:
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
             if _state["debug"]:
                 raise
-            from deployconv.console import err
-
-            err.print(f"[bold red]error:[/] {e.render()}", highlight=False, markup=True)
-            raise typer.Exit(e.exit_code) from None
+            _print_error("interrupted:", "nothing half-written was kept")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except Exception as e:
+            if _state["debug"]:
+                raise
+            error = _as_error(e)
+            _print_error("error:", error.render())
+            raise typer.Exit(error.exit_code) from None
 
     return wrapper
+
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
+
+
+def _print_error(label: str, text: str) -> None:
+    """On stderr; the message is plain text (a shape like [1, 3] must not be read as rich markup)."""
+    from rich.text import Text
+
+    from deployconv.console import err
+
+    err.print(Text.assemble((label, "bold red"), " ", text), highlight=False)
+
+
+def _as_error(e: Exception) -> DeployconvError:
+    """Every exception as a user-facing error: ours as they are, OSError by kind (deployconv.os_errors), anything
+    else as an internal error that asks for --debug (a bug: the fuzz suite fails on it)."""
+    if isinstance(e, DeployconvError):
+        return e
+    if isinstance(e, OSError):
+        from deployconv.os_errors import from_oserror
+
+        return from_oserror(e)
+    if isinstance(e, MemoryError):
+        from deployconv.errors import MissingEnvironmentError
+
+        return MissingEnvironmentError("out of memory", fix="free memory, or use a smaller --batch")
+    from deployconv.errors import BadInputError
+
+    return BadInputError(f"internal error: {type(e).__name__}: {str(e)[:300]}",
+                         why="deployconv did not expect this input or state (a bug in deployconv)",
+                         fix="run again with --debug for the traceback, and report it")
 
 
 def _version(value: bool) -> None:
@@ -200,10 +238,11 @@ def export_cmd(
 ) -> None:
     """Export a model: create -> reparameterize -> ONNX -> simplify -> check -> parity chain -> precision ->
     short benchmark -> (TensorRT engine where installed)."""
-    from deployconv.console import err, print_json
+    from deployconv.console import err, out, print_json
     from deployconv.errors import CheckFailedError
     from deployconv.export.pipeline import ExportOptions, export
     from deployconv.export.render import render_export
+    from deployconv.trust.pin import pin_path
 
     if io_dtype not in (None, "fp32", "fp16"):
         from deployconv.errors import BadInputError
@@ -217,13 +256,23 @@ def export_cmd(
                          batch_given=batch is not None, opset=opset, simplifier=simplifier, images=images,
                          bench=not no_bench, io_dtype=io_dtype, calib=calib, calib_samples=calib_samples,
                          calib_method=calib_method, plugins=plugins, require_engine=require_engine)
+    if out_dir is not None:
+        from deployconv.atomic import refuse_overwrite
+
+        refuse_overwrite(pin_path(out_dir), force)
     with err.status("exporting") as status:
         result = export(model, target, out_dir, options=opts, force=force,
                         progress=lambda s: status.update(f"[bold]{model}[/] -> {target}: {s}"))
+    from deployconv.trust.pin import write_pin
+
+    digest, pin = write_pin(result.out)
     if json_out:
-        print_json({"out": str(result.out), "passed": result.passed, "report": result.report})
+        print_json({"out": str(result.out), "passed": result.passed, "manifest_sha256": digest,
+                    "pin_file": str(pin), "report": result.report})
     else:
         render_export(result.report, result.out)
+        out.print(f"manifest sha256: {digest} (in {pin}); `deployconv validate {result.out} --expect {digest}`",
+                  highlight=False, soft_wrap=True)
     if not result.passed:
         p = result.report["parity"]
         raise CheckFailedError(f"parity failed at stage {p['broke_at']}",
@@ -239,6 +288,10 @@ def validate_cmd(
     runtime: Annotated[str, typer.Option("--runtime", "-r", help="auto (ONNX Runtime where installed, plus engine.plan on TensorRT for TensorRT targets), ort, or trt.")] = "auto",
     plugins: Annotated[list[Path] | None, typer.Option("--plugins", help="Plugin library for the engine (default: the bundle's plugins/build, then `deployconv plugins info`'s).")] = None,
     allow_host_code: Annotated[bool, typer.Option("--allow-host-code", help="Load a version-compatible engine.plan, which runs code embedded in the file (only for plans you built or trust).")] = False,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Re-run the whole chain from this model source (the manifest's own user source is never run unless named here or --trust-source).")] = None,
+    trust_source: Annotated[bool, typer.Option("--trust-source", help="Run the manifest's model source if its file's sha256 equals the one recorded at export.")] = False,
+    expect: Annotated[str | None, typer.Option("--expect", help="The manifest sha256 printed at export/bundle (or its .manifest.sha256 file): fail on any other.")] = None,
+    trust: Annotated[Path | None, typer.Option("--trust", help="Ed25519 public key: fail unless manifest.json.sig is its valid signature.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Re-check an exported directory: file hashes, then the parity chain (the whole chain where PyTorch and the
@@ -249,15 +302,18 @@ def validate_cmd(
     from deployconv.validate.recheck import recheck_dir
 
     result = recheck_dir(directory, torch_free=torch_free, runtime=runtime,
-                         plugins=[str(p) for p in plugins] if plugins else None, allow_host_code=allow_host_code)
+                         plugins=[str(p) for p in plugins] if plugins else None, allow_host_code=allow_host_code,
+                         model=model, trust_source=trust_source, expect=expect, trust=trust)
     if json_out:
         print_json(result)
     else:
         from deployconv.export.render import parity_table
 
         out.print(parity_table(result["parity"]))
-        out.print(f"hashes: {'ok' if not result['hash_mismatches'] else result['hash_mismatches']}; {result['mode']}; "
-                  f"ran on: {', '.join(result['runtimes'])}")
+        out.print(f"files: exactly as listed in manifest.json; {result['mode']}; "
+                  f"ran on: {', '.join(result['runtimes'])}", highlight=False, soft_wrap=True)
+        for line in result["bound"]:
+            out.print(f"manifest: {line}", highlight=False)
         for note in result["notes"]:
             err.print(f"[yellow]note:[/] {note}")
     if result["hash_mismatches"] or not result["parity"]["passed"]:
@@ -274,6 +330,7 @@ from deployconv.cli_engine import build_engine_cmd  # noqa: E402
 from deployconv.cli_gate import gate_cmd  # noqa: E402
 from deployconv.cli_matrix import matrix_cmd  # noqa: E402
 from deployconv.cli_report import report_cmd  # noqa: E402
+from deployconv.cli_trust import keygen_cmd, unpack_cmd  # noqa: E402
 
 app.command("bundle")(bundle_cmd)
 app.command("check")(check_cmd)
@@ -286,6 +343,8 @@ from deployconv.cli_eval import debug_app, eval_cmd  # noqa: E402
 
 app.command("eval")(eval_cmd)
 app.add_typer(debug_app, name="debug")
+app.command("keygen")(keygen_cmd)
+app.command("unpack")(unpack_cmd)
 
 from deployconv.plugins.cli import plugins_app  # noqa: E402
 

@@ -25,6 +25,18 @@ BundleOutOpt = Annotated[Path, typer.Option(
 BundleTargetOpt = Annotated[str, typer.Option(
     "--target", "-t", help="Deployment target (see deployconv/export/target_files), or a target .toml file.",
     show_default=False)]
+SignOpt = Annotated[Path | None, typer.Option(
+    "--sign", help="Ed25519 private key (`deployconv keygen`): sign manifest.json (manifest.json.sig in the bundle).",
+    show_default=False)]
+ExpectOpt = Annotated[str | None, typer.Option(
+    "--expect", help="The manifest sha256 `bundle`/`export` printed (or its OUT.manifest.sha256 file): fail on any "
+                     "other manifest.", show_default=False)]
+TrustOpt = Annotated[Path | None, typer.Option(
+    "--trust", help="Ed25519 public key (KEY.pub): fail unless manifest.json.sig is its valid signature.",
+    show_default=False)]
+FreshOpt = Annotated[bool, typer.Option(
+    "--fresh", help="A just-unpacked bundle: device-built outputs (plugins/build/, engine.plan) count as unlisted "
+                    "files too.")]
 CheckRuntimeOpt = Annotated[str, typer.Option(
     "--runtime", "-r", help="auto (ONNX Runtime for onnxruntime targets, else TensorRT), trt, or ort (check with "
                             "ONNX Runtime where TensorRT is not installed).")]
@@ -35,27 +47,35 @@ def bundle_cmd(
     target: BundleTargetOpt,
     out_dir: BundleOutOpt,
     weights: WeightsOpt = None,
+    sign: SignOpt = None,
     json_out: JsonOpt = False,
     force: ForceOpt = False,
 ) -> None:
     """Export a model for a device and pack everything the device needs (ONNX, reference outputs, plugin
-    sources, the torch-free deployconv, README with the exact commands) into OUT/ and OUT.tar.gz."""
-    _handle_errors(_bundle)(model, target=target, out_dir=out_dir, weights=weights, json_out=json_out, force=force)
+    sources, the torch-free deployconv, README with the exact commands) into OUT/ and OUT.tar.gz. Prints the
+    manifest's sha256 (also in OUT.manifest.sha256) for `deployconv check --expect` on the device."""
+    _handle_errors(_bundle)(model, target=target, out_dir=out_dir, weights=weights, json_out=json_out, force=force,
+                            sign=sign)
 
 
 def check_cmd(
     directory: Annotated[Path, typer.Argument(help="A folder made by `deployconv bundle` (or `deployconv export`).",
                                               show_default=False)],
     runtime: CheckRuntimeOpt = "auto",
+    expect: ExpectOpt = None,
+    trust: TrustOpt = None,
+    fresh: FreshOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Check this device against a bundle: file hashes, TensorRT version, GPU arch, JetPack, DLA, plugin
-    library; with ONNX Runtime, the model's outputs against reference.npz. Exit 0 all passed, 1 a check
-    failed, 3 something is not installed."""
-    _handle_errors(_check)(directory, runtime=runtime, json_out=json_out)
+    """Check this device against a bundle: exactly the files the manifest lists (hashes, nothing added or
+    missing), TensorRT version, GPU arch, JetPack, DLA, plugin library; with ONNX Runtime, the model's outputs
+    against reference.npz. --expect/--trust bind the manifest itself. Exit 0 all passed, 1 a check failed,
+    2 bad input, 3 something is not installed."""
+    _handle_errors(_check)(directory, runtime=runtime, json_out=json_out, expect=expect, trust=trust, fresh=fresh)
 
 
-def _bundle(model: str, *, target: str, out_dir: Path, weights: Path | None, json_out: bool, force: bool) -> None:
+def _bundle(model: str, *, target: str, out_dir: Path, weights: Path | None, json_out: bool, force: bool,
+            sign: Path | None = None) -> None:
     import tempfile
 
     from deployconv.atomic import refuse_overwrite
@@ -63,9 +83,15 @@ def _bundle(model: str, *, target: str, out_dir: Path, weights: Path | None, jso
     from deployconv.errors import CheckFailedError
     from deployconv.export.bundle import make_bundle, tarball_for
     from deployconv.export.pipeline import ExportOptions, export
+    from deployconv.trust.pin import pin_path
 
     refuse_overwrite(out_dir, force)  # before the export: fail in a second, not after a minute
     refuse_overwrite(tarball_for(out_dir), force)
+    refuse_overwrite(pin_path(out_dir), force)
+    if sign is not None:
+        from deployconv.trust.signing import load_private_key
+
+        load_private_key(sign)
     with tempfile.TemporaryDirectory(prefix="deployconv-bundle-") as tmp:
         export_dir = Path(tmp) / "export"
         with err.status("exporting") as status:
@@ -77,7 +103,7 @@ def _bundle(model: str, *, target: str, out_dir: Path, weights: Path | None, jso
                                    why="; ".join(next(s for s in p["stages"] if not s["passed"])["failures"]),
                                    fix=f"`deployconv export --model {model} --target {target}` shows the whole "
                                        "report (first_divergence names the first layer out of budget)")
-        bundle = make_bundle(export_dir, out_dir, force=force)
+        bundle = make_bundle(export_dir, out_dir, force=force, sign_key=sign)
     if json_out:
         print_json(bundle.to_dict())
     else:
@@ -89,6 +115,11 @@ def render_bundle(bundle: BundleResult) -> None:
 
     out.print(f"bundle: {bundle.out} ({bundle.files} files)")
     out.print(f"archive: {bundle.tarball} (sha256 {bundle.tar_sha256})")
+    out.print(f"manifest sha256: {bundle.manifest_sha256} (in {bundle.pin_file}); on the device: "
+              f"deployconv check {bundle.out.name} --expect {bundle.manifest_sha256}", soft_wrap=True)
+    if bundle.signer:
+        out.print(f"signed: manifest.json.sig by key sha256 {bundle.signer}; on the device: "
+                  f"deployconv check {bundle.out.name} --trust KEY.pub", soft_wrap=True)
     if bundle.dla:
         c = bundle.dla["counts"]
         out.print(f"DLA: {c['DLA']} of {c['total']} layers on DLA, {c['GPU']} on the GPU (dla.json)")
@@ -101,12 +132,13 @@ def render_bundle(bundle: BundleResult) -> None:
     out.print(f"next, on the device: see {bundle.out / 'README.md'}")
 
 
-def _check(directory: Path, *, runtime: str, json_out: bool) -> None:
+def _check(directory: Path, *, runtime: str, json_out: bool, expect: str | None = None, trust: Path | None = None,
+           fresh: bool = False) -> None:
     from deployconv.console import print_json
     from deployconv.errors import CheckFailedError, MissingEnvironmentError
     from deployconv.validate.device_check import check_bundle
 
-    report = check_bundle(directory, runtime=runtime)
+    report = check_bundle(directory, runtime=runtime, expect=expect, trust=trust, fresh=fresh)
     if json_out:
         print_json(report.to_dict())
     else:

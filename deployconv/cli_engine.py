@@ -80,17 +80,20 @@ def _build(source: Path, target: str | None, plugins: list[Path] | None, out_dir
                       highlight=False, soft_wrap=True)
         return
     from deployconv.engine.builder import build_engine
+    from deployconv.trust.engine_record import record_engine, verify_before_build
 
+    folder = exported or (onnx_path.parent if (onnx_path.parent / "manifest.json").is_file() else None)
+    if folder is not None:  # never build from (or bless) files the manifest does not vouch for
+        verify_before_build(folder, onnx_path)
     dest = out_dir or onnx_path.parent
     entries = build_engine(onnx_path, tgt, dest, plugins=libs, force=force)
-    if exported is not None and dest == exported:
-        from deployconv.export.manifest import read_manifest, write_manifest
-
-        write_manifest(exported, {**read_manifest(exported), **entries})  # re-hashes with engine.plan
+    note = record_engine(folder, Path(dest), entries) if folder is not None else None
     if json_out:
-        print_json(entries)
+        print_json({**entries, "manifest": note})
     else:
-        out.print(f"[green]built[/] {dest / 'engine.plan'}")
+        out.print(f"[green]built[/] {Path(dest) / 'engine.plan'}")
+        if note:
+            out.print(note, highlight=False, soft_wrap=True)
         render_layer_report(entries["engine"].get("layers") or {})
 
 

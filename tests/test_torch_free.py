@@ -65,6 +65,16 @@ TORCH_FREE_MODULES = [
     "deployconv.validate.gate_stats",
     "deployconv.validate.gate_markdown",
     "deployconv.validate.gate_baseline",
+    "deployconv.os_errors",
+    "deployconv.cli_trust",
+    "deployconv.validate.reference",
+    "deployconv.trust.schema",
+    "deployconv.trust.closed",
+    "deployconv.trust.pin",
+    "deployconv.trust.signing",
+    "deployconv.trust.unpack",
+    "deployconv.trust.source",
+    "deployconv.trust.engine_record",
 ]
 
 

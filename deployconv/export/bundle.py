@@ -26,7 +26,7 @@ from typing import Any
 from deployconv.atomic import atomic_dir, atomic_path, refuse_overwrite
 from deployconv.errors import BadInputError, DeployconvError
 from deployconv.export.bundle_readme import PLUGIN_LIBRARY, ReadmeFacts, render_readme
-from deployconv.export.manifest import MANIFEST, read_manifest, sha256_file, verify_hashes, write_manifest
+from deployconv.export.manifest import MANIFEST, read_manifest, sha256_file, write_manifest
 
 BUNDLE_FORMAT = "deployconv.bundle/1"
 EXPORT_FILES = ("model.onnx", "reference.npz", "report.json")
@@ -52,10 +52,14 @@ class BundleResult:
     trtexec: str | None
     notes: list[str] = field(default_factory=list)
     trtexec_run: str | None = None  # trtexec running the plan `trtexec` builds
+    manifest_sha256: str = ""  # the pin: `deployconv check --expect` on the device
+    pin_file: Path | None = None  # OUT.manifest.sha256
+    signer: str | None = None  # sha256 of the Ed25519 public key that signed manifest.json, when --sign
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["out"], d["tarball"] = str(self.out), str(self.tarball)
+        d["pin_file"] = None if self.pin_file is None else str(self.pin_file)
         return d
 
 
@@ -156,18 +160,19 @@ def trtexec_lines(proto: Any, target: Any) -> tuple[str | None, str | None, str]
 
 
 def _check_export(export_dir: Path) -> dict[str, Any]:
+    """The export's manifest, after the closed check: a bundle carries exactly what the export verified, and
+    every path it copies (ort_model included) is a listed, hash-checked file inside the export."""
+    from deployconv.trust.closed import require_closed
+
     if not export_dir.is_dir():
         raise BadInputError(f"{export_dir} is not a directory", fix="pass the folder written by `deployconv export`")
     manifest = read_manifest(export_dir)
-    missing = [f for f in EXPORT_FILES if not (export_dir / f).is_file()]
-    if missing:
-        raise BadInputError(f"{export_dir} lacks {', '.join(missing)}",
-                            fix="re-export with this deployconv version (it writes all of them)")
-    changed = verify_hashes(export_dir, manifest)
-    if changed:
-        raise BadInputError(f"{export_dir} changed since it was exported", details=changed,
-                            why="a bundle must carry exactly what the export verified",
-                            fix="re-export it, or restore the original files")
+    if "bundle" in manifest:
+        raise BadInputError(f"{export_dir} is a bundle, not an export", fix="bundle the folder `deployconv export` "
+                                                                            "wrote")
+    require_closed(export_dir, manifest, error=BadInputError,
+                   fix="re-export it, or restore the original files (a bundle must carry exactly what the export "
+                       "verified)")
     return manifest
 
 
@@ -202,19 +207,26 @@ def _tensorrt_text(target: Any) -> str:
     return f"{trt.min_version} or newer"
 
 
-def make_bundle(export_dir: Path, out_dir: Path, *, force: bool = False, root: Path | None = None) -> BundleResult:
+def make_bundle(export_dir: Path, out_dir: Path, *, force: bool = False, root: Path | None = None,
+                sign_key: Path | None = None) -> BundleResult:
     """Pack the export in `export_dir` into the bundle folder `out_dir` and `out_dir`.tar.gz (see the module
     docstring). `root` is the checkout holding plugins_cpp/, pyproject.toml and deployconv/ (default: the one
-    this deployconv runs from)."""
+    this deployconv runs from). `sign_key`: an Ed25519 private key (deployconv keygen) that signs manifest.json
+    (manifest.json.sig, inside the bundle). The manifest's sha256 (the pin) goes to OUT.manifest.sha256."""
     import onnx
 
     from deployconv.export.dla import dla_capability
     from deployconv.export.targets import get_target
+    from deployconv.trust.pin import manifest_sha256, pin_path, write_pin
+    from deployconv.trust.signing import load_private_key, sign_manifest
 
     export_dir, out_dir = Path(export_dir), Path(out_dir)
     tarball = tarball_for(out_dir)
     refuse_overwrite(out_dir, force)
     refuse_overwrite(tarball, force)
+    refuse_overwrite(pin_path(out_dir), force)
+    if sign_key is not None:
+        load_private_key(sign_key)
     if out_dir.resolve() == export_dir.resolve() or export_dir.resolve() in out_dir.resolve().parents:
         raise BadInputError(f"the bundle {out_dir} would be inside the export {export_dir}",
                             fix="choose an --out outside the exported directory")
@@ -278,7 +290,11 @@ def make_bundle(export_dir: Path, out_dir: Path, *, force: bool = False, root: P
         }
         write_manifest(tmp, body)
         files = len(read_manifest(tmp)["files"]) + 1
+        signer = sign_manifest(tmp, sign_key) if sign_key is not None else None
+        digest = manifest_sha256(tmp)
         with atomic_path(tarball) as tmp_tar:
             write_deterministic_tar(tmp, tmp_tar, out_dir.name)
+    _, pin = write_pin(out_dir)
     return BundleResult(out=out_dir, tarball=tarball, files=files, tar_sha256=sha256_file(tarball),
-                        dla=dla.to_dict() if dla else None, trtexec=trtexec, notes=notes, trtexec_run=trtexec_run)
+                        dla=dla.to_dict() if dla else None, trtexec=trtexec, notes=notes, trtexec_run=trtexec_run,
+                        manifest_sha256=digest, pin_file=pin, signer=signer)

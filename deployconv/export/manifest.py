@@ -11,8 +11,10 @@ from typing import Any
 
 from deployconv import __version__
 from deployconv.atomic import write_text_atomic
+from deployconv.errors import BadInputError
+from deployconv.trust.closed import SIGNATURE
 
-MANIFEST = "manifest.json"
+MANIFEST = "manifest.json"  # = deployconv.trust.closed.MANIFEST
 _TOOLS = ("torch", "onnx", "onnxruntime", "onnxscript", "onnxsim", "onnxslim", "numpy", "tensorrt")
 
 
@@ -51,9 +53,16 @@ def io_signature(model_proto: Any) -> dict[str, list[dict]]:
     return {"inputs": sig(model_proto.graph.input), "outputs": sig(model_proto.graph.output)}
 
 
-def file_hashes(out_dir: Path, exclude: tuple[str, ...] = (MANIFEST,)) -> dict[str, str]:
-    return {p.relative_to(out_dir).as_posix(): sha256_file(p)
-            for p in sorted(out_dir.rglob("*")) if p.is_file() and p.name not in exclude and not p.name.startswith(".")}
+def file_hashes(out_dir: Path, exclude: tuple[str, ...] = (MANIFEST, SIGNATURE)) -> dict[str, str]:
+    """sha256 of every regular file under out_dir (dot files included: the manifest is closed), except the
+    manifest and its signature at the top. A link is refused: a manifest never lists what a link points at."""
+    from deployconv.trust.closed import _walk
+
+    files, problems = _walk(Path(out_dir))
+    if problems:
+        raise BadInputError(f"{out_dir} holds what a manifest cannot list", details=problems[:10],
+                            fix="remove the links and special files, then write it again")
+    return {rel: sha256_file(Path(out_dir) / rel) for rel in files if rel not in exclude}
 
 
 def write_manifest(out_dir: Path, body: dict[str, Any]) -> Path:
@@ -67,24 +76,40 @@ def write_manifest(out_dir: Path, body: dict[str, Any]) -> Path:
 
 
 def read_manifest(out_dir: Path) -> dict[str, Any]:
-    from deployconv.errors import BadInputError
+    """manifest.json parsed and checked against the schema (deployconv.trust.schema): BadInputError (exit 2) on
+    anything that is not a complete, well-typed manifest of this version."""
+    from deployconv.trust.schema import validate_manifest
 
     path = Path(out_dir) / MANIFEST
-    if not path.is_file():
-        raise BadInputError(f"{out_dir} has no {MANIFEST}", fix="pass a directory written by `deployconv export`")
+    if path.is_symlink() or not path.is_file():
+        raise BadInputError(f"{out_dir} has no {MANIFEST}" + (" (it is a link)" if path.is_symlink() else ""),
+                            fix="pass a directory written by `deployconv export` or `deployconv bundle`")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise BadInputError(f"{path} is not valid JSON: {e}") from None
+        data = json.loads(path.read_bytes().decode("utf-8"), parse_constant=_no_constant)
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise BadInputError(f"{path} is not valid JSON: {str(e)[:200]}",
+                            fix="re-export, or copy the bundle again; never edit manifest.json") from None
+    return validate_manifest(data, str(path))
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def verify_hashes(out_dir: Path, manifest: dict[str, Any]) -> list[str]:
-    """Files whose sha256 differs from the manifest's (or that are missing)."""
+    """Listed files whose sha256 differs from the manifest's, that are missing, or whose path is unsafe (absolute,
+    `..`: never read). The closed check (deployconv.trust.closed.verify_closed) also finds unlisted files."""
+    from deployconv.trust.paths import path_problem
+
     bad = []
     for rel, digest in manifest.get("files", {}).items():
+        why = path_problem(rel)
+        if why is not None:
+            bad.append(f"{rel!r}: unsafe path ({why}); not read")
+            continue
         p = Path(out_dir) / rel
-        if not p.is_file():
-            bad.append(f"{rel}: missing")
+        if p.is_symlink() or not p.is_file():
+            bad.append(f"{rel}: missing" if not p.is_symlink() else f"{rel}: is a symbolic link")
         elif sha256_file(p) != digest:
             bad.append(f"{rel}: sha256 differs")
     return bad

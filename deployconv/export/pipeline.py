@@ -302,6 +302,7 @@ def export(model: str | torch.nn.Module, target: str | Target, out: Path | None 
         write_manifest(tmp, {
             "format": "deployconv.export/1",
             "model": name,
+            "model_source_sha256": _source_sha256(model),
             "weights": str(Path(opts.weights).resolve()) if opts.weights else None,
             "weights_sha256": sha256_file(Path(opts.weights)) if opts.weights else None,
             "allow_missing": list(opts.allow_missing),
@@ -334,6 +335,13 @@ def export(model: str | torch.nn.Module, target: str | Target, out: Path | None 
                                       fix=engine.get("how", "install TensorRT >= " + (tgt.tensorrt.min_version
                                                                                       if tgt.tensorrt else "10")))
     return result
+
+
+def _source_sha256(model: str | torch.nn.Module) -> str | None:
+    """sha256 of the user source file (`validate --trust-source` compares it), found without importing it."""
+    from deployconv.trust.source import source_sha256
+
+    return source_sha256(model) if isinstance(model, str) else None
 
 
 def replace_batch(opts: ExportOptions, batch: int) -> ExportOptions:

@@ -112,6 +112,32 @@ _SECTIONS: dict[str, type] = {"budget": Budget, "quant": QuantSpec, "tensorrt": 
 _SHAPE_KEYS = {"dynamic_batch", "batch", "max_batch"}
 
 
+_SCALARS = {"str": (str,), "int": (int,), "float": (float, int), "bool": (bool,)}
+
+
+def _field_problems(obj: Any) -> list[str]:
+    """Fields whose value does not fit the dataclass annotation (str, int, float, bool, X | None, tuple[X, ...],
+    dict[str, str]); nested sections are checked by their own _build."""
+    out = []
+    for f in fields(obj):
+        value, ann = getattr(obj, f.name), str(f.type)
+        if value is None and "None" in ann:
+            continue
+        base = ann.replace(" | None", "").strip()
+        if base in _SCALARS:
+            ok = isinstance(value, _SCALARS[base]) and (base == "bool" or not isinstance(value, bool))
+        elif base.startswith("tuple["):
+            inner = _SCALARS.get(base[6:].split(",")[0].strip(), (object,))
+            ok = isinstance(value, tuple) and all(isinstance(v, inner) and not isinstance(v, bool) for v in value)
+        elif base.startswith("dict["):
+            ok = isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+        else:
+            ok = True
+        if not ok:
+            out.append(f"{f.name} = {value!r} is not {ann}")
+    return out
+
+
 def _bad(where: str, what: str, fix: str) -> BadInputError:
     return BadInputError(f"target {where}: {what}", fix=fix)
 
@@ -123,13 +149,29 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         raise _bad(where, f"unknown key(s) {', '.join(unknown)}", f"valid keys: {', '.join(sorted(known))}")
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
     try:
-        return cls(**values)
+        obj = cls(**values)
     except TypeError as e:
         raise _bad(where, str(e), "see deployconv/export/target_files/*.toml for complete examples") from None
+    wrong = _field_problems(obj)
+    if wrong:
+        raise _bad(where, "wrong type: " + "; ".join(wrong), "see deployconv/export/target_files/*.toml")
+    return obj
 
 
 def target_from_dict(data: dict[str, Any], where: str) -> Target:
-    """Validate one parsed TOML document (top-level keys, [shapes], [budget], [quant], [tensorrt], [device])."""
+    """Validate one parsed TOML document (top-level keys, [shapes], [budget], [quant], [tensorrt], [device]).
+    A value of the wrong type anywhere is a BadInputError naming the file, never a TypeError later."""
+    if not isinstance(data, dict):
+        raise _bad(where, f"is {type(data).__name__}, not a table", "see deployconv/export/target_files/*.toml")
+    try:
+        target = _target_from_dict(data, where)
+    except (TypeError, ValueError, AttributeError) as e:
+        raise _bad(where, f"a value has the wrong type ({e})",
+                   "see deployconv/export/target_files/*.toml for complete examples") from None
+    return target
+
+
+def _target_from_dict(data: dict[str, Any], where: str) -> Target:
     data = dict(data)
     kw: dict[str, Any] = {}
     shapes = data.pop("shapes", {})
@@ -190,6 +232,8 @@ def load_target_file(path: Path) -> Target:
         data = tomllib.loads(Path(path).read_text())
     except OSError as e:
         raise _bad(where, f"cannot be read ({e.strerror})", "pass an existing .toml file") from None
+    except UnicodeDecodeError as e:
+        raise _bad(where, f"is not UTF-8 text ({e.reason} at byte {e.start})", "save it as UTF-8 TOML") from None
     except tomllib.TOMLDecodeError as e:
         raise _bad(where, f"is not valid TOML ({e})", "fix the syntax; see the built-in target files") from None
     target = target_from_dict(data, where)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import pickle
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +41,9 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str | No
         # it is a plain attribute bag, safe to allow.
         with torch.serialization.safe_globals([argparse.Namespace]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError, ValueError) as e:
+    except OSError:
+        raise  # the disk, not the file's content: deployconv.os_errors says what and how to fix
+    except Exception as e:  # torch's restricted unpickler on arbitrary bytes raises anything (IndexError, KeyError..)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise BadInputError(
             f"cannot read checkpoint {path}",

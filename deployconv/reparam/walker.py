@@ -242,10 +242,16 @@ def reparameterize(
         ref64 = _run64(work, (probe,), {})
         bad = sum(int((~torch.isfinite(t)).sum()) for t in output_tensors(ref32) + output_tensors(ref64))
         if bad:
+            from deployconv.reparam.finite import nonfinite_tensors
+
+            culprits = nonfinite_tensors(work)
             raise CheckFailedError(
-                f"{name} produces NaN/Inf on the probe input before any rewrite ({bad} values)",
+                f"{name} produces NaN/Inf on the probe input before any rewrite ({bad} values)"
+                + (f"; {len(culprits)} tensor(s) of the model are not finite:" if culprits else ""),
+                details=culprits,
                 why="a fusion cannot be verified against a train form that is not finite",
-                fix="check the weights (a bad checkpoint?) and the input shape/scale",
+                fix="fix or replace the tensors named above (a bad checkpoint?)" if culprits
+                else "every parameter and buffer is finite: check the input shape/scale",
             )
         captured = _capture_inputs(work, probe)
     else:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from deployconv.errors import EXIT_CHECK_FAILED, EXIT_MISSING_ENV, BadInputError, DeployconvError
-from deployconv.export.manifest import read_manifest, verify_hashes
+from deployconv.export.manifest import read_manifest
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 PLUGIN_LIBRARY = "plugins/build/libdeployconv_plugins.so"
@@ -470,29 +470,57 @@ def probe_environment(directory: Path) -> Environment:
 
 # --- the front function -----------------------------------------------------------------------------------------
 
+def bind_manifest(directory: Path, expect: str | None, trust: Path | None) -> list[str]:
+    """Check the pin and/or the signature of DIR/manifest.json before anything in it is used; what was bound."""
+    from deployconv.trust.pin import check_pin, parse_expect
+    from deployconv.trust.signing import verify_signature
+
+    bound = []
+    if expect is not None:
+        bound.append(f"manifest sha256 {check_pin(directory, parse_expect(expect))} (pinned)")
+    if trust is not None:
+        bound.append(f"signed by key sha256 {verify_signature(directory, Path(trust))}")
+    return bound
+
+
 def _target_of(directory: Path, manifest: dict[str, Any]) -> Any:
-    """The bundle's target: built-in by name, else the full definition recorded in report.json (user targets)."""
+    """The bundle's target: built-in by name, else the full definition the manifest records (user targets travel
+    with it). report.json is not consulted: only the manifest is verified (and pinned or signed)."""
     from deployconv.export.targets import get_target, target_from_dict
 
     try:
-        return get_target(manifest["target"])
+        return get_target(manifest["target"])  # the schema admits names only, never a .toml path
     except BadInputError:
-        report = directory / "report.json"
-        if not report.is_file():
+        spec = manifest.get("target_spec")
+        if not spec:
             raise
-        data = {k: v for k, v in json.loads(report.read_text())["target"].items() if v is not None}
-        data.pop("source", None)
-        return target_from_dict(data, f"{report} (target)")
+        data = {k: v for k, v in spec.items() if v is not None and k != "source"}
+        return target_from_dict(data, f"{directory / 'manifest.json'} (target_spec)")
 
 
-def _hash_check(directory: Path, manifest: dict[str, Any]) -> Check:
-    files = manifest.get("files", {})
-    bad = verify_hashes(directory, manifest)
-    expected = f"the sha256 of all {len(files)} files listed in manifest.json"
+def _hash_check(directory: Path, manifest: dict[str, Any], fresh: bool = False) -> Check:
+    """The closed manifest (deployconv.trust.closed): every file listed, every listed file present and equal."""
+    from deployconv.trust.closed import verify_closed
+
+    found = verify_closed(directory, manifest, fresh=fresh)
+    bad = found.problems
+    expected = f"exactly the {found.listed} files listed in manifest.json, each with its sha256"
+    built = (f"; built here, not covered by the manifest: {', '.join(_short(found.device_outputs))}"
+             if found.device_outputs else "")
     if bad:
         return Check("files", FAIL, "; ".join(bad[:10]) + (f"; ... {len(bad) - 10} more" if len(bad) > 10 else ""),
-                     expected, "copy the bundle again (or unpack the .tar.gz again); never edit files inside it")
-    return Check("files", PASS, f"all {len(files)} match", expected)
+                     expected, "copy the bundle again (or unpack the .tar.gz again into an empty folder); never "
+                               "edit files inside it")
+    return Check("files", PASS, f"all {found.listed} match, nothing unlisted{built}", expected)
+
+
+def _short(paths: list[str]) -> list[str]:
+    """Device outputs by top folder: plugins/build/ (12 files), engine.plan."""
+    groups: dict[str, int] = {}
+    for p in paths:
+        key = "/".join(p.split("/")[:2]) + "/" if p.count("/") >= 2 else p
+        groups[key] = groups.get(key, 0) + 1
+    return [k if n == 1 and not k.endswith("/") else f"{k} ({n} files)" for k, n in groups.items()]
 
 
 def _parity_check(directory: Path, manifest: dict[str, Any], target: Any, env: Environment) -> Check:
@@ -509,6 +537,8 @@ def _parity_check(directory: Path, manifest: dict[str, Any], target: Any, env: E
 
     try:
         parity = reference_parity(directory, manifest, target, runtime="ort")["parity"]
+    except BadInputError:
+        raise  # a malformed reference or model is bad input (exit 2), not a failed check
     except DeployconvError as e:
         return Check("parity", FAIL, e.what, expected, e.fix)
     m = parity["stages"][-1].get("vs_previous") or {}
@@ -526,7 +556,15 @@ def _dla_placement(directory: Path) -> Check | None:
     path = directory / "dla.json"
     if not path.is_file():
         return None
-    data = json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+        return _placement(data)
+    except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError) as e:
+        return Check("dla placement", FAIL, f"dla.json is unreadable ({type(e).__name__})", "dla.json as bundled",
+                     "copy the bundle again")
+
+
+def _placement(data: dict[str, Any]) -> Check:
     c = data.get("counts", {})
     gpu = [r["name"] for r in data.get("layers", []) if r["device"] == "GPU"]
     found = f"{c.get('DLA', 0)} of {c.get('total', 0)} layers on DLA" + (
@@ -538,21 +576,32 @@ def _dla_placement(directory: Path) -> Check | None:
 
 
 def check_bundle(directory: Path, *, runtime: str = "auto",
-                 probe: Callable[[Path], Environment] = probe_environment) -> CheckReport:
+                 probe: Callable[[Path], Environment] = probe_environment, expect: str | None = None,
+                 trust: Path | None = None, fresh: bool = False) -> CheckReport:
     """Check the bundle (or export) in `directory` against this machine. `runtime`: "auto" (ONNX Runtime for
-    onnxruntime targets, TensorRT otherwise), "trt" or "ort". `probe` is how the environment is read."""
+    onnxruntime targets, TensorRT otherwise), "trt" or "ort". `probe` is how the environment is read.
+    `expect` (a manifest sha256) and `trust` (an Ed25519 public key) bind the manifest first: CheckFailedError
+    when it is not the pinned or signed one. `fresh`: device-built outputs count as unlisted files."""
     directory = Path(directory)
     if runtime not in ("auto", "trt", "ort"):
         raise BadInputError(f"unknown runtime {runtime!r}", fix="use auto, trt or ort")
     if not directory.is_dir():
         raise BadInputError(f"{directory} is not a directory", fix="pass a folder made by `deployconv bundle`")
+    bound = bind_manifest(directory, expect, trust)
     manifest = read_manifest(directory)
-    checks = [_hash_check(directory, manifest)]
+    checks = [_hash_check(directory, manifest, fresh)]
+    if bound:
+        checks.insert(0, Check("manifest", PASS, "; ".join(bound), "the manifest pinned (--expect) or signed "
+                                                                   "(--trust) on the workstation"))
     target = _target_of(directory, manifest)
     ort = runtime == "ort" or (runtime == "auto" and target.runtime == "onnxruntime")
     env = probe(directory)
     checks += environment_checks(target, manifest, env, ort)
-    if ort:
+    files = next(c for c in checks if c.name == "files")
+    if ort and files.status == FAIL:
+        checks.append(Check("parity", SKIP, "not run: the files check failed (the model may not be the exported "
+                                            "one)", "the model against reference.npz", files.fix))
+    elif ort:
         checks.append(_parity_check(directory, manifest, target, env))
     else:
         checks.append(Check("parity", SKIP, "needs the engine", "the engine against reference.npz",

@@ -14,15 +14,49 @@ from typing import Any
 
 import numpy as np
 
-from deployconv.errors import BadInputError, MissingEnvironmentError
-from deployconv.export.manifest import read_manifest, verify_hashes
+from deployconv.errors import BadInputError, CheckFailedError, MissingEnvironmentError
+from deployconv.export.manifest import read_manifest
 from deployconv.export.targets import FP32_BUDGET, target_of_manifest
 
 
-def _torch_chain(manifest: dict[str, Any]) -> tuple[list | None, str]:
-    """The PyTorch stages rebuilt from the manifest, or None with the reason they cannot be."""
+def source_decision(manifest: dict[str, Any], model: str | None, trust_source: bool) -> tuple[str | None, str]:
+    """Which model source `validate` may run, or None and why not. Pure apart from hashing a file.
+
+    Nothing named only by a manifest is executed: a user source (`file.py:factory`, `pkg.module:factory`) runs
+    when the user names it again (`--model`), or with `--trust-source` when the file's sha256 equals the one the
+    export recorded. A zoo name runs deployconv's own code, so it needs neither."""
+    from deployconv.trust.source import source_sha256
+
+    if model is not None:
+        return model, f"model source {model} named with --model"
+    recorded = manifest["model"]
+    if ":" not in recorded:  # deployconv.models.registry.is_user_source, without importing torch
+        return recorded, f"zoo model {recorded} (deployconv's own code)"
+    if not trust_source:
+        return None, (f"the manifest names user code ({recorded}); it is not run unless you name it again "
+                      "(--model) or pass --trust-source: checked ONNX against the recorded reference only")
+    want = manifest.get("model_source_sha256")
+    if want is None:
+        return None, (f"--trust-source: the manifest records no sha256 for {recorded} (exported by an older "
+                      "deployconv): pass --model to run it; checked ONNX against the recorded reference only")
+    try:
+        found = source_sha256(recorded)
+    except BadInputError as e:
+        return None, f"--trust-source: {e.what}: checked ONNX against the recorded reference only"
+    if found != want:
+        raise CheckFailedError(f"--trust-source: {recorded} is not the source that was exported",
+                               details=[f"recorded sha256 {want}", f"found    sha256 {found}"],
+                               why="running a changed model source would validate (and execute) other code",
+                               fix="restore the exported source, or name the source to run with --model")
+    return recorded, f"model source {recorded} (sha256 matches the manifest; --trust-source)"
+
+
+def _torch_chain(manifest: dict[str, Any], source: str | None, why: str) -> tuple[list | None, str]:
+    """The PyTorch stages rebuilt from `source` (see source_decision), or None with the reason they cannot be."""
     import importlib.util
 
+    if source is None:
+        return None, why
     if importlib.util.find_spec("torch") is None:
         return None, "torch not installed: checked ONNX against the recorded reference only"
     if not manifest.get("reproducible"):
@@ -39,9 +73,9 @@ def _torch_chain(manifest: dict[str, Any]) -> tuple[list | None, str]:
     from deployconv.export.pipeline import create_seeded, torch_stages
     from deployconv.reparam import reparameterize
 
-    train = create_seeded(manifest["model"], weights, tuple(manifest.get("allow_missing", ())),
+    train = create_seeded(source, weights, tuple(manifest.get("allow_missing", ())),
                           int(manifest.get("init_seed", 0)))
-    return torch_stages(train, reparameterize(train)), "full chain re-run from the model source"
+    return torch_stages(train, reparameterize(train)), f"full chain re-run: {why}"
 
 
 RUNTIME_CHOICES = ("auto", "ort", "trt")
@@ -125,11 +159,12 @@ def reference_parity(directory: Path, manifest: dict[str, Any], target: Any, *, 
     import importlib.util
 
     from deployconv.validate.parity import run_chain
+    from deployconv.validate.reference import load_reference
 
     ref_path = directory / "reference.npz"
     if not ref_path.is_file():
         raise BadInputError(f"{directory} has no reference.npz", fix="re-export with this deployconv version")
-    ref = np.load(ref_path)
+    ref = load_reference(ref_path, manifest.get("io"))
     plan = plan_validation(runtime, target.runtime, (directory / "engine.plan").is_file(),
                            importlib.util.find_spec("onnxruntime") is not None,
                            importlib.util.find_spec("tensorrt") is not None)
@@ -148,8 +183,8 @@ def reference_parity(directory: Path, manifest: dict[str, Any], target: Any, *, 
             runners.append(TrtRunner(directory / "engine.plan", plugins=_plugin_libraries(directory, manifest, plugins),
                                      allow_host_code=allow_host_code))
             model_stages.append(("engine (tensorrt)", _chunked(runners[-1], max_batch)))
-        expected = ref["expected"].astype(np.float64)
-        inputs = ref["input"]
+        expected = ref.expected.astype(np.float64)
+        inputs = ref.input
         recorded = ("reference (train-fp32, recorded)", lambda _b: expected)
         if torch_chain:  # fp64 -> fp32 train -> recorded reference (must equal a fresh fp32 run) -> deploy -> models
             fp64, fp32, deploy = torch_chain
@@ -166,15 +201,25 @@ def reference_parity(directory: Path, manifest: dict[str, Any], target: Any, *, 
 
 
 def recheck_dir(directory: Path, *, torch_free: bool = False, runtime: str = "auto",
-                plugins: list[str] | None = None, allow_host_code: bool = False) -> dict[str, Any]:
+                plugins: list[str] | None = None, allow_host_code: bool = False, model: str | None = None,
+                trust_source: bool = False, expect: str | None = None, trust: Path | None = None) -> dict[str, Any]:
+    """Validate `directory`: bind the manifest (--expect/--trust), the closed-manifest check (CheckFailedError
+    naming each file on any difference), then the parity chain."""
+    from deployconv.trust.closed import require_closed
+    from deployconv.validate.device_check import bind_manifest
+
     directory = Path(directory)
     if not directory.is_dir():
         raise BadInputError(f"{directory} is not a directory", fix="pass the folder written by `deployconv export`")
+    bound = bind_manifest(directory, expect, trust)
     manifest = read_manifest(directory)
-    mismatches = verify_hashes(directory, manifest)
+    integrity = require_closed(directory, manifest)
     target = target_of_manifest(manifest, str(directory / "manifest.json"))
-    chain, mode = (None, "--torch-free: checked ONNX against the recorded reference only") if torch_free \
-        else _torch_chain(manifest)
+    if torch_free:
+        chain, mode = None, "--torch-free: checked ONNX against the recorded reference only"
+    else:
+        chain, mode = _torch_chain(manifest, *source_decision(manifest, model, trust_source))
     result = reference_parity(directory, manifest, target, runtime=runtime, plugins=plugins, torch_chain=chain,
                               allow_host_code=allow_host_code)
-    return {"directory": str(directory), "mode": mode, "hash_mismatches": mismatches, **result}
+    return {"directory": str(directory), "mode": mode, "hash_mismatches": [], "bound": bound,
+            "device_outputs": integrity.device_outputs, **result}

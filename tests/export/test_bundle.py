@@ -111,7 +111,7 @@ def test_tampered_export_and_missing_plugin_sources_are_refused(onnx_export, tmp
     copy = tmp_path / "exp"
     shutil.copytree(onnx_export, copy)
     (copy / "report.json").write_text("{}\n")
-    with pytest.raises(BadInputError, match="changed since it was exported"):
+    with pytest.raises(BadInputError, match=r"report\.json: sha256 differs"):
         make_bundle(copy, tmp_path / "b1")
     shutil.copyfile(onnx_export / "report.json", copy / "report.json")
     man = json.loads((copy / "manifest.json").read_text())
@@ -206,6 +206,8 @@ def test_bundle_command(tmp_path):
     data = json.loads(res.stdout)
     assert data["out"] == str(out) and Path(data["tarball"]) == tarball_for(out)
     assert data["tar_sha256"] == sha256_file(tarball_for(out)) and verify_hashes(out, read_manifest(out)) == []
+    assert data["manifest_sha256"] == sha256_file(out / "manifest.json")  # the pin, also next to the archive
+    assert Path(data["pin_file"]).read_text().split()[0] == data["manifest_sha256"]
     again = CliRunner().invoke(_app(), ["bundle", "--model", f"{FIXTURE}:build", "--target", "onnx", "--out", str(out)])
     assert again.exit_code == 2 and "already exists" in again.output
     with tarfile.open(fileobj=io.BytesIO(tarball_for(out).read_bytes()), mode="r:gz") as tar:

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from deployconv.errors import BadInputError
+from deployconv.errors import BadInputError, CheckFailedError
 from deployconv.export.manifest import read_manifest, verify_hashes
 from deployconv.export.pipeline import ExportOptions, export
 from deployconv.validate.recheck import recheck_dir
@@ -54,7 +54,10 @@ def test_graph_is_clean_and_report_complete(tiny_export):
 
 
 def test_validate_dir_and_tampering(tiny_export, tmp_path):
-    res = recheck_dir(tiny_export.out)  # torch present and the source reproducible: the whole chain re-runs
+    res = recheck_dir(tiny_export.out)  # a user source named only by the manifest is never run
+    assert res["parity"]["passed"] and "not run unless you name it again" in res["mode"]
+    # torch present, the source reproducible and its sha256 the recorded one: the whole chain re-runs
+    res = recheck_dir(tiny_export.out, trust_source=True)
     assert res["hash_mismatches"] == [] and res["parity"]["passed"] and res["mode"].startswith("full chain")
     assert [s["stage"] for s in res["parity"]["stages"]][:3] == ["train-fp64", "train-fp32",
                                                                  "reference (train-fp32, recorded)"]
@@ -67,8 +70,8 @@ def test_validate_dir_and_tampering(tiny_export, tmp_path):
     ref = dict(np.load(copy / "reference.npz"))
     ref["expected"] = ref["expected"] + 1.0
     np.savez(copy / "reference.npz", **ref)
-    res = recheck_dir(copy)
-    assert res["hash_mismatches"] == ["reference.npz: sha256 differs"] and not res["parity"]["passed"]
+    with pytest.raises(CheckFailedError, match=r"reference\.npz: sha256 differs"):  # nothing runs on changed files
+        recheck_dir(copy)
 
 
 def test_existing_output_refused_without_force(tiny_export):
