@@ -104,6 +104,7 @@ BUNDLE_KEYS: dict[str, tuple[Check, bool, str]] = {
     "plugin_archs": (_list_of(_INT), True, "a list of integers"),
     "dla": (_opt(_DICT), True, "a table or null"),
     "trtexec": (_opt(_STR), True, "a string or null"),
+    "trtexec_run": (_opt(_STR), True, "a string or null"),
 }
 
 
