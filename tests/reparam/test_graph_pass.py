@@ -388,3 +388,17 @@ def test_random_linear_chains_fuse_exactly_fp64(p):
     assert [r.rewrite for r in result.records] == (["graph:chain"] if ops >= 2 else [])
     assert convs(result.model) == 1 and not any(isinstance(b, nn.BatchNorm2d) for b in result.model.modules())
     assert max_rel(ref, result.model(x)) <= TOL64
+
+
+def test_meta_device_model_skips_the_graph_pass_and_says_so():
+    """Shapes-only (meta) models cannot be matched on values or proven: the pass is skipped with a note, not a crash
+    (unireplknet's parameter-count test reparameterizes on meta)."""
+    import torch
+    from torch import nn
+
+    from deployconv.reparam import reparameterize
+
+    with torch.device("meta"):
+        m = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 1))
+    out = reparameterize(m, inplace=True, verify=False)
+    assert any("meta device" in n for n in out.reparam_report.notes)
