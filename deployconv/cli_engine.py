@@ -57,6 +57,21 @@ def build_engine_cmd(
     _handle_errors(_build)(source, target, plugins, out_dir, plan_only, trt_version, json_out, force)
 
 
+def _with_profile(tgt: Any, exported: Path | None) -> Any:
+    """An export with declared sizes (manifest io_spec) builds with their min/opt/max profile."""
+    if exported is None:
+        return tgt
+    from deployconv.export.manifest import read_manifest
+
+    io = read_manifest(exported).get("io_spec")
+    if not io:
+        return tgt
+    from deployconv.engine.spec import engine_spec_for
+    from deployconv.export.io_spec import IOSpec
+
+    return engine_spec_for(tgt, shapes=IOSpec.from_dict(io).profile_shapes())
+
+
 def _build(source: Path, target: str | None, plugins: list[Path] | None, out_dir: Path | None, plan_only: bool,
            trt_version: str | None, json_out: bool, force: bool) -> None:
     from deployconv.console import out, print_json
@@ -68,7 +83,7 @@ def _build(source: Path, target: str | None, plugins: list[Path] | None, out_dir
         from deployconv.engine.trtexec import trtexec_command
 
         version = trt_version or (tgt.tensorrt.min_version if tgt.tensorrt else "10.3")
-        plan = plan_build(onnx_path, tgt, version, libs)
+        plan = plan_build(onnx_path, _with_profile(tgt, exported), version, libs)
         line = trtexec_command(plan, onnx_path, plan.plugin_libraries, (out_dir or onnx_path.parent) / "engine.plan")
         if json_out:
             print_json({"plan": plan.to_dict(), "trtexec": line})
@@ -79,7 +94,7 @@ def _build(source: Path, target: str | None, plugins: list[Path] | None, out_dir
     from deployconv.engine.builder import build_engine
 
     dest = out_dir or onnx_path.parent
-    entries = build_engine(onnx_path, tgt, dest, plugins=libs, force=force)
+    entries = build_engine(onnx_path, _with_profile(tgt, exported), dest, plugins=libs, force=force)
     if exported is not None and dest == exported:
         from deployconv.export.manifest import read_manifest, write_manifest
 
