@@ -91,7 +91,14 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor | tuple, target: T
                                  opset_version=opset, input_names=input_names, output_names=names_out,
                                  optimize=True, verbose=False, report=False)
     except Exception as e:
-        raise _conversion_error(e, ep) from None
+        err = _conversion_error(e, ep)
+        spatial = [] if io is None else [x for x in io.dynamic_symbols() if not io.is_batch_symbol(x)]
+        if spatial:  # a lowering that bakes sizes into constants cannot take a dynamic H/W
+            err.why += (f"; the model is exported with dynamic size(s) {', '.join(spatial)}, and a custom op's "
+                        "lowering may need static sizes")
+            err.fix = f"try fixed sizes (--dim {spatial[0]}=N), or {err.fix}"
+            err.args = (err.render(),)
+        raise err from None
     info = ExportInfo("dynamo", opset, time.perf_counter() - t0, lowering)
     proto = prog.model_proto
     if io is not None:

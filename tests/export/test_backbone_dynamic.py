@@ -33,6 +33,11 @@ def test_zoo_backbone_form():
     assert not hasattr(m, "fc") and m.deployconv_info.input_size == (3, 800, 1344)
     out = _backbone()(torch.randn(1, 3, 65, 97))
     assert list(out) == ["c3", "c4", "c5"] and out["c5"].shape[-2:] == (3, 4)
+    v4 = create_model("dcnv4_tiny_backbone")
+    assert not hasattr(v4, "head") and v4.deployconv_info.dims == ("B=1..1..4", "H=800", "W=1344")
+    feats = v4(torch.randn(1, 3, 48, 80))
+    assert {k: tuple(v.shape) for k, v in feats.items()} == {"c2": (1, 64, 12, 20), "c3": (1, 128, 6, 10),
+                                                             "c4": (1, 256, 3, 5)}
 
 
 @pytest.mark.slow
