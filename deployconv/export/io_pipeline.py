@@ -24,7 +24,8 @@ Batch = np.ndarray | dict[str, np.ndarray]
 class IOPlan:
     spec: IOSpec
     outputs: Flat  # names and structure of the flattened outputs
-    probe: tuple  # the reparameterization probe / tracing example (opt sizes, batch >= 2)
+    probe: tuple  # the tracing example (opt sizes, batch >= 2 so torch.export keeps a dynamic batch free)
+    small_probe: tuple = ()  # the reparameterization probe: opt sizes at the smallest batch (cheap in fp64)
 
     @property
     def single_input(self) -> bool:
@@ -38,15 +39,19 @@ def plan_io(train: torch.nn.Module, spec: IOSpec, name: str, seed: int) -> IOPla
     """Run the train form at the example sizes and at the range ends: a spec the model rejects, or outputs whose
     structure changes between calls, is a BadInputError here (naming the module), not a traceback later."""
     probe = example_args(spec, seed)
-    first = flatten(run_checked(train, probe, f"{name} with {', '.join(i.describe() for i in spec.inputs)}"), name)
+    batches = [spec.ranges[s].min for s in spec.symbols() if spec.is_batch_symbol(s)]
+    small = batches[0] if batches else None  # the range ends are checked at the smallest batch (cost)
+    small_probe = feed_args(spec, spec.feeds("opt", batch=small, count=1, seed=seed)[0])
+    first = flatten(run_checked(train, small_probe, f"{name} with {', '.join(i.describe() for i in spec.inputs)}"),
+                    name)
     for point in ("min", "max") if spec.dynamic_symbols() else ():
-        feed = spec.feeds(point, batch=None, count=1, seed=seed)[0]
+        feed = spec.feeds(point, batch=small, count=1, seed=seed)[0]
         args = feed_args(spec, feed)
         other = flatten(run_checked(train, args, f"{name} at the {point} sizes {spec.shapes_at(point)}"), name)
         check_same(first, other, name)
-    again = flatten(run_checked(train, probe, name), name)
+    again = flatten(run_checked(train, small_probe, name), name)
     check_same(first, again, name)
-    return IOPlan(spec, first, probe)
+    return IOPlan(spec, first, probe, small_probe)
 
 
 def as_batch(feed: dict[str, np.ndarray], plan: IOPlan) -> Batch:
@@ -93,4 +98,6 @@ def ort_stage(proto: onnx.ModelProto, threads: int | None, names: list[str]) -> 
 def plan_from_manifest(io_spec: dict[str, Any], seed: int) -> IOPlan:
     """The IOPlan an export recorded (manifest `io_spec`), for re-running the PyTorch stages."""
     spec = IOSpec.from_dict(io_spec)
-    return IOPlan(spec, Flat(list(io_spec["outputs"]), [], io_spec["output_structure"]), example_args(spec, seed))
+    batches = [spec.ranges[s].min for s in spec.symbols() if spec.is_batch_symbol(s)]
+    small = feed_args(spec, spec.feeds("opt", batch=batches[0] if batches else None, count=1, seed=seed)[0])
+    return IOPlan(spec, Flat(list(io_spec["outputs"]), [], io_spec["output_structure"]), small, small)

@@ -209,7 +209,7 @@ def export(model: str | torch.nn.Module, target: str | Target, out: Path | None 
     io = _plan_io(train, tgt, opts, batch, name)
     lap("create")
     step("reparameterize")
-    deploy = reparameterize(train, probe=io.probe if io is not None else None)
+    deploy = reparameterize(train, probe=io.small_probe if io is not None else None)
     lap("reparameterize")
     step("export")
     example_batch = max(2, batch) if tgt.dynamic_batch else batch

@@ -46,7 +46,7 @@ def _torch_chain(manifest: dict[str, Any]) -> tuple[list | None, str]:
         from deployconv.export.io_pipeline import torch_stages as io_torch_stages
 
         plan = plan_from_manifest(manifest["io_spec"], int(manifest.get("init_seed", 0)))
-        return io_torch_stages(train, reparameterize(train, probe=plan.probe), plan), \
+        return io_torch_stages(train, reparameterize(train, probe=plan.small_probe), plan), \
             "full chain re-run from the model source"
     return torch_stages(train, reparameterize(train)), "full chain re-run from the model source"
 
