@@ -32,6 +32,8 @@ WeightsOpt = Annotated[Path | None, typer.Option("--weights", "-w", help="Checkp
 AllowMissingOpt = Annotated[list[str] | None, typer.Option("--allow-missing", help="fnmatch pattern of checkpoint keys the model may lack on purpose (repeatable); they are reported.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")]
+InputsOpt = Annotated[list[str] | None, typer.Option("--input", help="NAME=DIMS[:DTYPE], repeatable: dims are numbers or symbols, e.g. image=Bx3xHxW, mask=BxHxW:int64 (default: the model's declared inputs).")]
+DimsOpt = Annotated[list[str] | None, typer.Option("--dim", help="SYM=MIN..OPT..MAX (or MIN..MAX, or N), repeatable: a symbol's range; dynamic ONNX dims and the TensorRT profile, e.g. H=320..640..1344.")]
 
 
 def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -233,6 +235,8 @@ def export_cmd(
     calib_method: Annotated[str | None, typer.Option("--calib-method", help="int8: minmax | entropy | percentile (default: the target's).")] = None,
     plugins: Annotated[Path | None, typer.Option("--plugins", help="TensorRT targets: libdeployconv_plugins.so to build the engine with (default: located by `deployconv plugins info`).")] = None,
     require_engine: Annotated[bool, typer.Option("--require-engine", help="TensorRT targets: exit 3 when no engine could be built here (default: export, report the skip, exit 0).")] = False,
+    inputs: InputsOpt = None,
+    dims: DimsOpt = None,
     json_out: JsonOpt = False,
     force: ForceOpt = False,
 ) -> None:
@@ -255,7 +259,8 @@ def export_cmd(
     opts = ExportOptions(weights=weights, allow_missing=tuple(allow_missing or ()), batch=batch or 1,
                          batch_given=batch is not None, opset=opset, simplifier=simplifier, images=images,
                          bench=not no_bench, io_dtype=io_dtype, calib=calib, calib_samples=calib_samples,
-                         calib_method=calib_method, plugins=plugins, require_engine=require_engine)
+                         calib_method=calib_method, plugins=plugins, require_engine=require_engine,
+                         inputs=tuple(inputs or ()), dims=tuple(dims or ()))
     if out_dir is not None:
         from deployconv.atomic import refuse_overwrite
 

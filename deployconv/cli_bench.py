@@ -98,7 +98,7 @@ def _bench(artifact: Path, *, runtime: str, batch: int | None, threads: int | No
         raise BadInputError("--duration and --iters both given", fix="give one: a time budget or a run count")
     if out_file is not None:
         refuse_overwrite(out_file, force)
-    shapes = parse_shapes(shape)
+    shapes = parse_shapes(shape) or declared_shapes(artifact, batch)
     runner = load_runner(artifact, runtime=runtime, threads=threads, plugins=plugins, allow_host_code=allow_host_code)
     split = None
     with runner:
@@ -127,6 +127,24 @@ def _bench(artifact: Path, *, runtime: str, batch: int | None, threads: int | No
             render_split(split, out)
     if out_file is not None:
         err.print(f"saved {out_file}", highlight=False)
+
+
+def declared_shapes(artifact: Path, batch: int | None) -> dict[str, tuple[int, ...]]:
+    """An export with declared sizes (manifest io_spec) is timed at its opt shapes unless --shape says otherwise."""
+    import json
+
+    from deployconv.export.io_spec import IOSpec
+
+    manifest = Path(artifact) / "manifest.json"
+    if not manifest.is_file():
+        return {}
+    io = json.loads(manifest.read_text()).get("io_spec")
+    if not io:
+        return {}
+    spec = IOSpec.from_dict(io)
+    if all(spec.is_batch_symbol(s) for s in spec.dynamic_symbols()):
+        return {}
+    return spec.shapes_at("opt", batch or 1)
 
 
 def noise_notes(result: BenchResult) -> list[str]:

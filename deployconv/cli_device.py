@@ -48,6 +48,8 @@ def bundle_cmd(
     out_dir: BundleOutOpt,
     weights: WeightsOpt = None,
     sign: SignOpt = None,
+    inputs: InputsOpt = None,
+    dims: DimsOpt = None,
     json_out: JsonOpt = False,
     force: ForceOpt = False,
 ) -> None:
@@ -55,7 +57,7 @@ def bundle_cmd(
     sources, the torch-free deployconv, README with the exact commands) into OUT/ and OUT.tar.gz. Prints the
     manifest's sha256 (also in OUT.manifest.sha256) for `deployconv check --expect` on the device."""
     _handle_errors(_bundle)(model, target=target, out_dir=out_dir, weights=weights, json_out=json_out, force=force,
-                            sign=sign)
+                            sign=sign, inputs=tuple(inputs or ()), dims=tuple(dims or ()))
 
 
 def check_cmd(
@@ -75,7 +77,7 @@ def check_cmd(
 
 
 def _bundle(model: str, *, target: str, out_dir: Path, weights: Path | None, json_out: bool, force: bool,
-            sign: Path | None = None) -> None:
+            sign: Path | None = None, inputs: tuple[str, ...] = (), dims: tuple[str, ...] = ()) -> None:
     import tempfile
 
     from deployconv.atomic import refuse_overwrite
@@ -95,7 +97,8 @@ def _bundle(model: str, *, target: str, out_dir: Path, weights: Path | None, jso
     with tempfile.TemporaryDirectory(prefix="deployconv-bundle-") as tmp:
         export_dir = Path(tmp) / "export"
         with err.status("exporting") as status:
-            result = export(model, target, export_dir, options=ExportOptions(weights=weights, bench=False),
+            result = export(model, target, export_dir, options=ExportOptions(weights=weights, bench=False,
+                                                                               inputs=inputs, dims=dims),
                             progress=lambda s: status.update(f"[bold]{model}[/] -> {target}: {s}"))
         if not result.passed:
             p = result.report["parity"]
@@ -167,4 +170,4 @@ def render_checks(report: CheckReport, console: Any = None) -> None:
 
 # At the bottom on purpose: cli.py imports this module near its end, and this import then finds the names it
 # needs already defined, whichever module is imported first.
-from deployconv.cli import ForceOpt, JsonOpt, ModelOpt, WeightsOpt, _handle_errors  # noqa: E402
+from deployconv.cli import DimsOpt, ForceOpt, InputsOpt, JsonOpt, ModelOpt, WeightsOpt, _handle_errors  # noqa: E402

@@ -57,6 +57,21 @@ def build_engine_cmd(
     _handle_errors(_build)(source, target, plugins, out_dir, plan_only, trt_version, json_out, force)
 
 
+def _with_profile(tgt: Any, exported: Path | None) -> Any:
+    """An export with declared sizes (manifest io_spec) builds with their min/opt/max profile."""
+    if exported is None:
+        return tgt
+    from deployconv.export.manifest import read_manifest
+
+    io = read_manifest(exported).get("io_spec")
+    if not io:
+        return tgt
+    from deployconv.engine.spec import engine_spec_for
+    from deployconv.export.io_spec import IOSpec
+
+    return engine_spec_for(tgt, shapes=IOSpec.from_dict(io).profile_shapes())
+
+
 def _build(source: Path, target: str | None, plugins: list[Path] | None, out_dir: Path | None, plan_only: bool,
            trt_version: str | None, json_out: bool, force: bool) -> None:
     from deployconv.console import out, print_json
@@ -68,7 +83,7 @@ def _build(source: Path, target: str | None, plugins: list[Path] | None, out_dir
         from deployconv.engine.trtexec import trtexec_command, trtexec_run_command
 
         version = trt_version or (tgt.tensorrt.min_version if tgt.tensorrt else "10.3")
-        plan = plan_build(onnx_path, tgt, version, libs)
+        plan = plan_build(onnx_path, _with_profile(tgt, exported), version, libs)
         engine = (out_dir or onnx_path.parent) / "engine.plan"
         line = trtexec_command(plan, onnx_path, plan.plugin_libraries, engine)
         run_line = trtexec_run_command(plan, plan.plugin_libraries, engine)
@@ -86,7 +101,7 @@ def _build(source: Path, target: str | None, plugins: list[Path] | None, out_dir
     if folder is not None:  # never build from (or bless) files the manifest does not vouch for
         verify_before_build(folder, onnx_path)
     dest = out_dir or onnx_path.parent
-    entries = build_engine(onnx_path, tgt, dest, plugins=libs, force=force)
+    entries = build_engine(onnx_path, _with_profile(tgt, exported), dest, plugins=libs, force=force)
     note = record_engine(folder, Path(dest), entries) if folder is not None else None
     if json_out:
         print_json({**entries, "manifest": note})

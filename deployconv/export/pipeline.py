@@ -51,6 +51,8 @@ class ExportOptions:
     calib_method: str | None = None
     plugins: Path | None = None
     require_engine: bool = False
+    inputs: tuple[str, ...] = ()  # --input NAME=DIMS[:DTYPE] (deployconv.export.io_spec)
+    dims: tuple[str, ...] = ()  # --dim SYM=MIN..OPT..MAX
 
 
 @dataclass
@@ -156,11 +158,12 @@ class Graphs:
         return self.twin is not self.final
 
 
-def _export_graphs(deploy: torch.nn.Module, example: torch.Tensor, tgt: Target, opset: int, simplifier: str,
-                   meta: dict[str, str]) -> tuple[Graphs, Any, Any]:
+def _export_graphs(deploy: torch.nn.Module, example: torch.Tensor | tuple, tgt: Target, opset: int, simplifier: str,
+                   meta: dict[str, str], io: Any = None) -> tuple[Graphs, Any, Any]:
     from dataclasses import replace
 
-    raw, exp_info = export_onnx(deploy, example, tgt, opset)
+    kw = {"io": io.spec, "output_names": io.outputs.names} if io is not None else {}
+    raw, exp_info = export_onnx(deploy, example, tgt, opset, **kw)
     set_metadata(raw, {**meta, "lowering": json.dumps(exp_info.lowering, sort_keys=True)})
     final, simp_info = simplify(raw, simplifier)
     set_metadata(final, {**meta, "lowering": json.dumps(exp_info.lowering, sort_keys=True)})
@@ -169,7 +172,7 @@ def _export_graphs(deploy: torch.nn.Module, example: torch.Tensor, tgt: Target, 
     from deployconv.export.align import align
 
     standard = replace(tgt, lowering="standard", lowering_overrides={})
-    twin_raw, _ = export_onnx(deploy, example, standard, opset)
+    twin_raw, _ = export_onnx(deploy, example, standard, opset, **kw)
     twin, _ = simplify(twin_raw, simplifier)
     return Graphs(raw, final, twin_raw, twin, align(twin, final)), exp_info, simp_info
 
@@ -201,17 +204,19 @@ def export(model: str | torch.nn.Module, target: str | Target, out: Path | None 
 
     step("create")
     train = create_seeded(model, opts.weights, opts.allow_missing, opts.seed) if isinstance(model, str) else model.eval()
-    lap("create")
-    step("reparameterize")
-    deploy = reparameterize(train)
-    lap("reparameterize")
-    step("export")
     info = model_info(train)
     batch = opts.batch if tgt.dynamic_batch else _static_batch(tgt, opts, notes)
+    io = _plan_io(train, tgt, opts, batch, name)
+    lap("create")
+    step("reparameterize")
+    deploy = reparameterize(train, probe=io.small_probe if io is not None else None)
+    lap("reparameterize")
+    step("export")
     example_batch = max(2, batch) if tgt.dynamic_batch else batch
-    example = torch.randn(example_batch, *info.input_size, generator=torch.Generator().manual_seed(opts.seed))
+    example = io.probe if io is not None else \
+        torch.randn(example_batch, *info.input_size, generator=torch.Generator().manual_seed(opts.seed))
     meta = {"deployconv_version": __version__, "model": name, "target": tgt.name, "precision": tgt.precision}
-    graphs, exp_info, simp_info = _export_graphs(deploy, example, tgt, opset, opts.simplifier, meta)
+    graphs, exp_info, simp_info = _export_graphs(deploy, example, tgt, opset, opts.simplifier, meta, io)
     lap("export")
     step("check")
     raw_check, final_check = check_graph(graphs.raw), check_graph(graphs.final)
@@ -224,25 +229,38 @@ def export(model: str | torch.nn.Module, target: str | Target, out: Path | None 
     lap("check")
     step("validate")
     opts_inputs = replace_batch(opts, batch)
-    batches, inputs_desc = make_inputs(train, opts_inputs)
+    if io is None:
+        batches, inputs_desc = make_inputs(train, opts_inputs)
+        point_sets = {"opt": batches}
+    else:
+        point_sets, inputs_desc = _io_batches(io, opts_inputs)
+        batches = point_sets["opt"]
     simplified_label = f"onnx-{opts.simplifier} (ort-cpu)" if opts.simplifier != "none" else "onnx (ort-cpu)"
-    stages = [
-        *torch_stages(train, deploy),
-        ("onnx-raw (ort-cpu)", _ort_stage(graphs.twin_raw, opts.threads)),
-        (simplified_label, _ort_stage(graphs.twin, opts.threads)),
-    ]
+    stages = _parity_stages(train, deploy, graphs, simplified_label, opts.threads, io)
     precision = apply_precision(graphs, tgt, batches, opts, info, progress=step)
     stage_budgets = {}
     if tgt.precision == "bf16":
         notes.append(BF16_NOTE)
     if precision is not None:
         notes.extend(precision.notes)
-        stages.append((precision.stage, _ort_stage(precision.checked, opts.threads)))
+        stages.append((precision.stage, _ort_stage(precision.checked, opts.threads) if io is None
+                       else _io_ort_stage(precision.checked, opts.threads, io)))
         stage_budgets[precision.stage] = tgt.budget
     chain_budget = tgt.budget if precision is None else FP32_BUDGET
-    parity, outputs = run_chain(stages, batches, chain_budget, inputs_desc, progress=lambda s: step(f"validate: {s}"),
-                                stage_budgets=stage_budgets)
-    if not parity.passed and parity.broke_at and parity.broke_at.startswith("onnx"):
+    point_outputs = {}
+    for point, point_batch in point_sets.items():
+        label = f"validate{'' if len(point_sets) == 1 else f' at {point}'}"
+        point_outputs[point] = run_chain(stages, point_batch, chain_budget, inputs_desc,
+                                         progress=lambda s, label=label: step(f"{label}: {s}"),
+                                         stage_budgets=stage_budgets)
+    parity = point_outputs["opt"][0]
+    if len(point_sets) > 1:
+        from deployconv.validate.parity import merge_points
+
+        parity = merge_points({p: r for p, (r, _) in point_outputs.items()},
+                              lambda p: io.spec.shapes_at(p, max(1, min(batch, 8))))
+    if not parity.passed and parity.broke_at and parity.broke_at.startswith("onnx") and \
+            isinstance(batches[0], np.ndarray):
         from deployconv.validate.bisect import first_divergence, first_divergence_between
 
         if parity.broke_at.startswith("onnx-raw"):
@@ -263,7 +281,11 @@ def export(model: str | torch.nn.Module, target: str | Target, out: Path | None 
         protos = {"onnxruntime cpu" + (" (fp32)" if precision else ""): graphs.twin}
         if precision is not None:
             protos[f"onnxruntime cpu ({tgt.precision})"] = precision.twin
-        latency = compare_runtimes(train, deploy, protos, info.input_size, batch, opts.bench_seconds, opts.threads)
+        if io is None:
+            latency = compare_runtimes(train, deploy, protos, info.input_size, batch, opts.bench_seconds,
+                                       opts.threads)
+        else:
+            latency = _io_latency(train, deploy, protos, io, batch, opts)
         lap("benchmark")
     report = {
         "model": name,
@@ -281,19 +303,16 @@ def export(model: str | torch.nn.Module, target: str | Target, out: Path | None 
         "timings_s": timings,
     }
     step("write")
-    ref_inputs = np.concatenate(batches, axis=0).astype(np.float32)
     engine = None
     with atomic_dir(out, force) as tmp:
         onnx.save(artifact, tmp / "model.onnx")
         if ort_graph is not artifact:
             (tmp / "ort").mkdir()
             onnx.save(ort_graph, tmp / "ort" / "model.onnx")
-        np.savez_compressed(tmp / "reference.npz", input=ref_inputs,
-                            expected=outputs["train-fp32"].astype(np.float32),
-                            expected_fp64=outputs["train-fp64"])
+        _save_reference(tmp / "reference.npz", point_sets, point_outputs, io)
         if tgt.runtime == "tensorrt":
             step("engine")
-            engine = _engine_step(tmp, out, tgt, opts, requested={
+            engine = _engine_step(tmp, out, tgt, opts, io, requested={
                 "precision": tgt.precision, "precision_report": precision.manifest if precision is not None else None,
                 "dla": dla})
             report["engine"] = engine
@@ -324,6 +343,7 @@ def export(model: str | torch.nn.Module, target: str | Target, out: Path | None 
             "dla": dla,
             "engine": engine,
             "io": io_signature(artifact),
+            "io_spec": io.to_manifest() if io is not None else None,
             "input_preprocessing": {k: getattr(info, k) for k in ("input_size", "mean", "std", "interpolation", "crop_pct")},
             "parity_passed": parity.passed,
         })
@@ -358,13 +378,20 @@ def _twin_report(graphs: Graphs) -> dict | None:
             "alignment": graphs.alignment.to_dict()}
 
 
-def _engine_step(tmp: Path, out: Path, tgt: Target, opts: ExportOptions, requested: dict | None = None) -> dict:
+def _engine_step(tmp: Path, out: Path, tgt: Target, opts: ExportOptions, io: Any = None,
+                 requested: dict | None = None) -> dict:
     """Build engine.plan next to model.onnx where TensorRT is installed; otherwise say so and how to build it
-    (the trtexec line per TensorRT major, with the paths the user will see)."""
+    (the trtexec line per TensorRT major, with the paths the user will see). A declared IOSpec's ranges are the
+    optimization profile (min/opt/max per input)."""
     from deployconv.engine.builder import build_engine
 
+    spec: Any = tgt
+    if io is not None:
+        from deployconv.engine.spec import engine_spec_for
+
+        spec = engine_spec_for(tgt, shapes=io.spec.profile_shapes())
     try:
-        entries = build_engine(tmp / "model.onnx", tgt, tmp, plugins=opts.plugins, requested=requested)
+        entries = build_engine(tmp / "model.onnx", spec, tmp, plugins=opts.plugins, requested=requested)
     except MissingEnvironmentError as e:
         def here(text: str) -> str:
             return text.replace(str(tmp), str(out))
@@ -385,3 +412,98 @@ def _plugins_used(proto: onnx.ModelProto) -> list[dict]:
 
     used = sorted({n.op_type for n in proto.graph.node if n.domain == ONNX_DOMAIN})
     return [{"name": n, "version": PLUGINS[n].version, "namespace": PLUGINS[n].namespace} for n in used if n in PLUGINS]
+
+
+def _plan_io(train: torch.nn.Module, tgt: Target, opts: ExportOptions, batch: int, name: str) -> Any:
+    """The IOPlan for a declared spec (--input/--dim, example_inputs, a zoo backbone), None for the classic
+    single image. Bad specs and targets that cannot take them fail here, before any work."""
+    from deployconv.errors import BadInputError
+    from deployconv.export.io_pipeline import plan_io
+    from deployconv.export.io_spec import check_for_target
+    from deployconv.export.io_torch import resolve_io
+
+    brange = (1, batch, max(tgt.max_batch, batch)) if tgt.dynamic_batch else (batch, batch, batch)
+    spec = resolve_io(train, opts.inputs, opts.dims, brange)
+    if spec is None:
+        from deployconv.export.io_spec import default_spec
+        from deployconv.export.io_torch import run_checked
+
+        spec = default_spec(model_info(train).input_size, brange)
+        probe = tuple(torch.from_numpy(v) for v in spec.feeds("opt", batch=2, count=1, seed=opts.seed)[0].values())
+        if isinstance(run_checked(train, probe, name), torch.Tensor):
+            return None  # the classic single image in, one tensor out
+        spec = type(spec)(spec.inputs, spec.ranges, "default")
+    check_for_target(spec, tgt)
+    if opts.images:
+        raise BadInputError("--images feeds the classic single image input; this model declares "
+                            f"{', '.join(i.describe() for i in spec.inputs)}", fix="drop --images")
+    if tgt.precision in ("fp16", "int8") and len(spec.inputs) > 1:
+        raise BadInputError(f"{tgt.precision} targets take single-input models for now; this one has "
+                            f"{len(spec.inputs)} inputs", fix="use an fp32 target (onnx, trt-fp32)")
+    return plan_io(train, spec, name, opts.seed)
+
+
+def _io_batches(io: Any, opts: ExportOptions) -> tuple[dict[str, list], dict]:
+    from deployconv.export.io_pipeline import point_batches
+
+    size = max(1, min(opts.batch, 8))
+    points = {p: point_batches(io, p, size, opts.parity_batches, opts.seed) for p in io.spec.points}
+    desc = {"random": {"batches": opts.parity_batches, "batch": size, "seed": opts.seed,
+                       "distribution": "N(0,1) floats, integers in [low, high), coin-flip bools",
+                       "inputs": [i.describe() for i in io.spec.inputs],
+                       "points": {p: io.spec.shapes_at(p, size) for p in points}}}
+    return points, desc
+
+
+def _parity_stages(train, deploy, graphs: Graphs, simplified_label: str, threads: int | None, io: Any) -> list:
+    if io is None:
+        return [*torch_stages(train, deploy),
+                ("onnx-raw (ort-cpu)", _ort_stage(graphs.twin_raw, threads)),
+                (simplified_label, _ort_stage(graphs.twin, threads))]
+    from deployconv.export.io_pipeline import torch_stages as io_torch_stages
+
+    return [*io_torch_stages(train, deploy, io),
+            ("onnx-raw (ort-cpu)", _io_ort_stage(graphs.twin_raw, threads, io)),
+            (simplified_label, _io_ort_stage(graphs.twin, threads, io))]
+
+
+def _io_ort_stage(proto: onnx.ModelProto, threads: int | None, io: Any):
+    from deployconv.export.io_pipeline import ort_stage
+
+    return ort_stage(proto, threads, io.outputs.names)
+
+
+def _io_latency(train, deploy, protos: dict, io: Any, batch: int, opts: ExportOptions) -> dict:
+    """The short benchmark at the opt sizes, plus min and max where sizes vary."""
+    from deployconv.validate.quick_bench import compare_feeds
+
+    result: dict[str, Any] = {}
+    for point in io.spec.points:
+        feed = io.spec.feeds(point, batch=batch, count=1, seed=0)[0]
+        row = compare_feeds(train, deploy, protos, feed, io.outputs.names, batch, opts.bench_seconds, opts.threads)
+        row["shapes"] = {k: list(v.shape) for k, v in feed.items()}
+        if point == "opt":
+            result.update(row)
+        else:
+            result.setdefault("points", {})[point] = row
+    return result
+
+
+def _save_reference(path: Path, point_sets: dict, point_outputs: dict, io: Any) -> None:
+    from deployconv.export.reference import RefPoint, save_reference
+
+    in_names = io.spec.names if io is not None else ["input"]
+    out_names = io.outputs.names if io is not None else ["output"]
+
+    def named(x: Any, names: list[str]) -> dict[str, np.ndarray]:
+        return dict(x) if isinstance(x, dict) else {names[0]: x}
+
+    points = []
+    for point, batches in point_sets.items():
+        feeds = [named(b, in_names) for b in batches]
+        inputs = {n: np.concatenate([f[n] for f in feeds], axis=0) for n in in_names}
+        if io is None:
+            inputs = {n: v.astype(np.float32) for n, v in inputs.items()}
+        outs = point_outputs[point][1]
+        points.append(RefPoint(point, inputs, named(outs["train-fp32"], out_names), named(outs["train-fp64"], out_names)))
+    save_reference(path, points)

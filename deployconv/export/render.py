@@ -9,10 +9,13 @@ from deployconv.console import fmt_sci, out, table
 
 def parity_table(parity: dict[str, Any]) -> Any:
     rows = []
-    for s in parity["stages"]:
+    points = parity.get("points") or {"": {"stages": parity["stages"]}}  # dynamic sizes: min, opt, max
+    staged = [(f"@{p} " if p else "", s) for p, v in points.items() for s in v["stages"]]
+    for at, s in staged:
         vp, vr = s.get("vs_previous") or {}, s.get("vs_reference") or {}
+        worst = f" (worst: {vp['output']})" if vp.get("output") else ""  # named outputs: the worst one
         rows.append([
-            s["stage"], s.get("compared_with") or "(reference)",
+            at + s["stage"] + worst, s.get("compared_with") or "(reference)",
             fmt_sci(vp.get("max_abs")) if vp else "-", fmt_sci(vp.get("p99_abs")) if vp else "-",
             fmt_sci(vp.get("max_abs_rel_scale")) if vp else "-",
             f"{vp['cosine']:.8f}" if vp else "-",
@@ -21,7 +24,10 @@ def parity_table(parity: dict[str, Any]) -> Any:
             "[green]ok[/]" if s["passed"] else "[red]FAIL[/]: " + "; ".join(s["failures"]),
         ])
     b = parity["budget"]
-    title = f"parity chain (budget: max abs/scale <= {b['max_abs_rel_scale']:.0e}, cosine >= {b['min_cosine']})"
+    title = "" if not parity.get("points") else "at " + "; ".join(
+        f"{p} {' '.join('x'.join(map(str, sh)) for sh in v['shapes'].values())}" for p, v in parity["points"].items()
+    ) + ": "
+    title += f"parity chain (budget: max abs/scale <= {b['max_abs_rel_scale']:.0e}, cosine >= {b['min_cosine']})"
     own = [(s["stage"], s["budget"]) for s in parity["stages"] if s.get("budget") and s["budget"] != b]
     for stage, sb in own:  # precision stages carry their own budget
         title += f"; {stage}: <= {sb['max_abs_rel_scale']:.0e}, cosine >= {sb['min_cosine']}"
@@ -31,7 +37,11 @@ def parity_table(parity: dict[str, Any]) -> Any:
 
 def latency_table(latency: dict[str, Any]) -> Any:
     rows = []
-    for label, run in latency["runs"].items():
+    runs = [(label, run) for label, run in latency["runs"].items()]
+    for point, row in (latency.get("points") or {}).items():  # dynamic sizes: min and max beside opt
+        shapes = " ".join("x".join(map(str, s)) for s in row.get("shapes", {}).values())
+        runs += [(f"{label} @{point} {shapes}", run) for label, run in row["runs"].items()]
+    for label, run in runs:
         st = run["stats"]
         rows.append([label, f"{st['median_ms']:.2f}", f"{st['p90_ms']:.2f}", f"{st['p99_ms']:.2f}",
                      f"{st['cv']:.3f}", f"{st['throughput']:.1f}"])

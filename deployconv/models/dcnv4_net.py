@@ -106,8 +106,17 @@ class DCNv4Net(nn.Module):
         dw_kernel_size: int | None = 3,
         in_chans: int = 3,
         num_classes: int = 1000,
+        features: tuple[str, ...] | None = None,
     ):
         super().__init__()
+        stages = tuple(f"c{i + 2}" for i in range(len(depths)))  # level i runs at stride 4 * 2**i
+        unknown = sorted(set(features or ()) - set(stages))
+        if unknown:
+            from deployconv.errors import BadInputError
+
+            raise BadInputError(f"unknown feature stage(s) {unknown} for {len(depths)} levels",
+                                fix=f"choose from {', '.join(stages)} (c<k> is stride 2**k)")
+        self.features = tuple(features) if features else None
         self.patch_embed = StemLayer(in_chans, channels)
         levels = []
         for i, (depth, group) in enumerate(zip(depths, groups)):
@@ -115,8 +124,9 @@ class DCNv4Net(nn.Module):
                                      mlp_ratio=mlp_ratio, offset_scale=offset_scale, dw_kernel_size=dw_kernel_size))
         self.levels = nn.ModuleList(levels)
         self.num_features = channels * 2 ** (len(depths) - 1)
-        self.norm = nn.LayerNorm(self.num_features)
-        self.head = nn.Linear(self.num_features, num_classes)
+        if self.features is None:  # a backbone (detection, segmentation) has no classifier
+            self.norm = nn.LayerNorm(self.num_features)
+            self.head = nn.Linear(self.num_features, num_classes)
         self._init_weights()
 
     @torch.no_grad()
@@ -141,7 +151,19 @@ class DCNv4Net(nn.Module):
             x = level(x)
         return self.norm(x).mean(dim=(1, 2))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor) -> Tensor | dict[str, Tensor]:
+        if self.features is not None:  # NCHW maps before each level's downsampling, as a neck takes them
+            x, out = self.patch_embed(x), {}
+            for i, level in enumerate(self.levels):
+                for blk in level.blocks:
+                    x = blk(x)
+                if f"c{i + 2}" in self.features:
+                    out[f"c{i + 2}"] = x.permute(0, 3, 1, 2)
+                if len(out) == len(self.features):
+                    break
+                if level.downsample is not None:
+                    x = level.downsample(x)
+            return out
         return self.head(self.forward_features(x))
 
 
@@ -156,4 +178,17 @@ def _create(**overrides: Any) -> DCNv4Net:
 def dcnv4_tiny(**overrides: Any) -> DCNv4Net:
     """Channels 64/128/256, depths 2/2/2, groups 4/8/16 (group_channels 16), DCNv4 3x3 with a 3x3 depthwise
     conv before the offset/mask projection; 2.68M parameters, stride 16 (14x14 at 224)."""
+    return _create(channels=64, depths=(2, 2, 2), groups=(4, 8, 16), **overrides)
+
+
+BACKBONE_INFO = ModelInfo(input_size=(3, 800, 1344), interpolation="bilinear", crop_pct=1.0, num_classes=0,
+                          inputs=("input=Bx3xHxW",), dims=("B=1..1..4", "H=800", "W=1344"))
+
+
+@register_model(info=BACKBONE_INFO, tags=("backbone",))
+def dcnv4_tiny_backbone(**overrides: Any) -> DCNv4Net:
+    """dcnv4_tiny as a detection backbone: {c2, c3, c4} (strides 4/8/16; the tiny net has three levels, so
+    there is no c5), exported at 800x1344. H and W are fixed: the DCNv4 ONNX lowering bakes its sampling grid
+    for one size (ops/dcnv4.py), so another resolution is another export (--dim H=N --dim W=N)."""
+    overrides.setdefault("features", ("c2", "c3", "c4"))
     return _create(channels=64, depths=(2, 2, 2), groups=(4, 8, 16), **overrides)

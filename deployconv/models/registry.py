@@ -42,6 +42,10 @@ class ModelInfo:
     num_classes: int = 1000
     # fnmatch patterns of checkpoint keys a user may legitimately lack (reported, never silent).
     optional_keys: tuple[str, ...] = ()
+    # Inputs other than one `batch x C x H x W` image, as --input/--dim strings (a backbone at detection
+    # resolution: ("input=Bx3xHxW",) with ("H=512..800..1344", "W=512..1344..1344")); empty: input_size.
+    inputs: tuple[str, ...] = ()
+    dims: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from deployconv.errors import BadInputError
 from deployconv.models.registry import ModelInfo, register_model
 from deployconv.ops.deform_conv import ModulatedDeformConv2dPack
 from deployconv.reparam.modules import fuse_conv_bn_modules, is_bn
@@ -75,11 +76,18 @@ class Bottleneck(nn.Module):
             setattr(owner, bn_name, nn.Identity())
 
 
+FEATURE_STAGES = ("c2", "c3", "c4", "c5")  # layer1..layer4: strides 4, 8, 16, 32
+
+
 class ResNetDCN(nn.Module):
     def __init__(self, layers: tuple[int, int, int, int] = (3, 4, 6, 3),
                  stage_with_dcn: tuple[bool, bool, bool, bool] = (False, True, True, True),
-                 num_classes: int = 1000):
+                 num_classes: int = 1000, features: tuple[str, ...] | None = None):
         super().__init__()
+        unknown = sorted(set(features or ()) - set(FEATURE_STAGES))
+        if unknown:
+            raise BadInputError(f"unknown feature stage(s) {unknown}", fix=f"choose from {', '.join(FEATURE_STAGES)}")
+        self.features = tuple(features) if features else None
         self.inplanes = 64
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
@@ -87,9 +95,10 @@ class ResNetDCN(nn.Module):
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         for i, (planes, depth, dcn) in enumerate(zip((64, 128, 256, 512), layers, stage_with_dcn)):
             setattr(self, f"layer{i + 1}", self._make_layer(planes, depth, stride=1 if i == 0 else 2, dcn=dcn))
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.num_features = 512 * Bottleneck.expansion
-        self.fc = nn.Linear(self.num_features, num_classes)
+        if self.features is None:  # a backbone (detection, segmentation) has no classifier
+            self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+            self.fc = nn.Linear(self.num_features, num_classes)
         self._init_weights()
 
     def _make_layer(self, planes: int, blocks: int, stride: int, dcn: bool) -> nn.Sequential:
@@ -118,8 +127,17 @@ class ResNetDCN(nn.Module):
                 m.conv_offset.weight.zero_()
                 m.conv_offset.bias.zero_()
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor) -> Tensor | dict[str, Tensor]:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        if self.features is not None:  # {c3: stride 8, c4: 16, c5: 32}, as a detection neck takes them
+            out = {}
+            for name, layer in zip(FEATURE_STAGES, (self.layer1, self.layer2, self.layer3, self.layer4)):
+                x = layer(x)
+                if name in self.features:
+                    out[name] = x
+                if len(out) == len(self.features):
+                    break
+            return out
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
@@ -149,6 +167,8 @@ def checkpoint_filter_fn(state_dict: dict[str, Tensor], model: nn.Module) -> dic
         m = _LEGACY_OFFSET.match(k)
         if m and f"{m[1]}.conv2.conv_offset.{m[2]}" in own and k not in own:
             sd[f"{m[1]}.conv2.conv_offset.{m[2]}"] = sd.pop(k)
+    if "fc.weight" not in own:  # the backbone form: a classifier checkpoint's fc is not part of it
+        sd = {k: v for k, v in sd.items() if not k.startswith("fc.")}
     if not any(k.endswith(".num_batches_tracked") for k in sd):
         for k, v in own.items():
             if k.endswith(".num_batches_tracked"):
@@ -163,4 +183,19 @@ def _create(**overrides: Any) -> ResNetDCN:
 @register_model(info=_INFO, filter_fn=checkpoint_filter_fn)
 def resnet50_dcn(**overrides: Any) -> ResNetDCN:
     """ResNet-50 v1.5 with modulated deformable 3x3 convs in layer2..layer4 (deform groups 1, no bias)."""
+    return _create(layers=(3, 4, 6, 3), stage_with_dcn=(False, True, True, True), **overrides)
+
+
+# The form detectors deploy (mmdet's DCN R-50 backbone): c3/c4/c5 at detection resolution, H and W dynamic.
+# Batch 1..4 keeps the TensorRT profile's max activation memory sane at 1344x1344.
+BACKBONE_INFO = ModelInfo(input_size=(3, 800, 1344), interpolation="bilinear", crop_pct=1.0,
+                          optional_keys=("*.conv2.conv_offset.*",), num_classes=0,
+                          inputs=("input=Bx3xHxW",), dims=("B=1..1..4", "H=320..800..1344", "W=320..1344..1344"))
+
+
+@register_model(info=BACKBONE_INFO, filter_fn=checkpoint_filter_fn, tags=("backbone",))
+def resnet50_dcn_backbone(**overrides: Any) -> ResNetDCN:
+    """resnet50_dcn as a detection backbone: returns {c3, c4, c5} (strides 8/16/32), exported at 800x1344 with
+    dynamic H/W (320..1344). `features=(...)` picks other stages (c2..c5)."""
+    overrides.setdefault("features", ("c3", "c4", "c5"))
     return _create(layers=(3, 4, 6, 3), stage_with_dcn=(False, True, True, True), **overrides)

@@ -1,4 +1,5 @@
-"""User models: `path/to/file.py:factory` or `package.module:factory`."""
+"""User models: `path/to/file.py:factory` or `package.module:factory`, with the `example_inputs` (and `dims`)
+the module declares next to the factory, if any."""
 
 from __future__ import annotations
 
@@ -53,4 +54,9 @@ def load_user_model(source: str, **kwargs: Any):
         raise BadInputError(f"{source} returned {type(model).__name__}, not a torch.nn.Module",
                             fix="the factory must return the model (an nn.Module)")
     model.deployconv_name = source
+    # The declared-inputs convention (deployconv.export.io_torch): `example_inputs` (and `dims`) beside the factory.
+    for attr_name, dest in (("example_inputs", "deployconv_example_inputs"), ("dims", "deployconv_example_dims")):
+        value = getattr(module, attr_name, None)
+        if value is not None:
+            object.__setattr__(model, dest, value)
     return model

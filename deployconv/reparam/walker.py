@@ -130,7 +130,7 @@ class _Walker:
         return m
 
 
-def _capture_inputs(model: nn.Module, probe: torch.Tensor) -> dict[int, tuple[tuple, dict]]:
+def _capture_inputs(model: nn.Module, probe: torch.Tensor | tuple) -> dict[int, tuple[tuple, dict]]:
     """First-call inputs of every module that opts into a rewrite (for per-rewrite checks)."""
     captured: dict[int, tuple[tuple, dict]] = {}
     handles = []
@@ -144,7 +144,7 @@ def _capture_inputs(model: nn.Module, probe: torch.Tensor) -> dict[int, tuple[tu
             handles.append(m.register_forward_pre_hook(hook, with_kwargs=True))
     try:
         with torch.no_grad():
-            model(probe)
+            model(*_args(probe))
     finally:
         for h in handles:
             h.remove()
@@ -172,7 +172,7 @@ def fold_pairs(model: nn.Module) -> list[RewriteRecord]:
     return records
 
 
-def _graph_pass(work: nn.Module, probe: torch.Tensor | None, tolerance: float, report: ReparamReport,
+def _graph_pass(work: nn.Module, probe: torch.Tensor | tuple | None, tolerance: float, report: ReparamReport,
                 name: str) -> nn.Module:
     from deployconv.reparam.graph.fuse import graph_fuse
 
@@ -196,6 +196,11 @@ def _graph_pass(work: nn.Module, probe: torch.Tensor | None, tolerance: float, r
     return result.model
 
 
+def _args(probe: torch.Tensor | tuple) -> tuple:
+    """A probe is one input tensor, or a tuple of them for a model with several inputs."""
+    return probe if isinstance(probe, tuple) else (probe,)
+
+
 def default_probe(model: nn.Module, batch: int = 2, seed: int = 0) -> torch.Tensor:
     from deployconv.models.registry import model_info
 
@@ -211,7 +216,7 @@ def reparameterize(
     model: nn.Module,
     inplace: bool = False,
     *,
-    probe: torch.Tensor | None = None,
+    probe: torch.Tensor | tuple | None = None,
     verify: bool = True,
     tolerance: float | None = None,
     graph: bool = True,
@@ -233,18 +238,18 @@ def reparameterize(
         p = next(work.parameters(), None)
         tolerance = 1e-10 if p is not None and p.dtype == torch.float64 else 1e-5
     name = getattr(model, "deployconv_name", type(model).__name__)
-    report = ReparamReport(model=name, probe_shape=list(probe.shape), params_before=count_params(work),
+    report = ReparamReport(model=name, probe_shape=[list(a.shape) for a in probe] if isinstance(probe, tuple) else list(probe.shape), params_before=count_params(work),
                            params_after=0, tolerance_fp64_rel=tolerance)
     if verify:
         try:
-            ref32 = work(probe)
+            ref32 = work(*_args(probe))
         except Exception as e:
             raise BadInputError(
-                f"the probe input {tuple(probe.shape)} does not run through {name}",
+                f"the probe input {report.probe_shape} does not run through {name}",
                 why=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
                 fix="pass a probe of the model's input shape (CLI: --input-shape N,C,H,W)",
             ) from None
-        ref64 = _run64(work, (probe,), {})
+        ref64 = _run64(work, _args(probe), {})
         bad = sum(int((~torch.isfinite(t)).sum()) for t in output_tensors(ref32) + output_tensors(ref64))
         if bad:
             from deployconv.reparam.finite import nonfinite_tensors
@@ -277,8 +282,8 @@ def reparameterize(
         if hasattr(model, attr):
             setattr(work, attr, getattr(model, attr))
     if verify:
-        report.fp64_max_abs_diff, report.fp64_max_rel_diff = diff(ref64, _run64(work, (probe,), {}))
-        report.fp32_max_abs_diff, report.fp32_max_rel_diff = diff(ref32, work(probe))
+        report.fp64_max_abs_diff, report.fp64_max_rel_diff = diff(ref64, _run64(work, _args(probe), {}))
+        report.fp32_max_abs_diff, report.fp32_max_rel_diff = diff(ref32, work(*_args(probe)))
         report.passed = report.fp64_max_rel_diff <= tolerance
         if not report.passed:
             worst = max((r for r in report.rewrites if r.max_rel_diff is not None),

@@ -87,6 +87,8 @@ EXPORT_KEYS: dict[str, tuple[Check, bool, str]] = {
     "dla": (_opt(_DICT), True, "a table or null"),
     "engine": (_opt(_DICT), True, "a table or null"),
     "io": (_io, True, "{inputs: [...], outputs: [...]} of {name, dtype, shape}"),
+    # Declared inputs (symbols, ranges, profiles) and flattened output names/structure; shapes only, no paths.
+    "io_spec": (_opt(_DICT), False, "a table or null"),
     "input_preprocessing": (_DICT, True, "a table"),
     "parity_passed": (_BOOL, True, "true or false"),
     "files": (_files, True, "a table of path -> sha256"),

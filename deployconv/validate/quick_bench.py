@@ -45,3 +45,45 @@ def _feed_for(runner, feed: dict) -> dict:
     runner.activate()
     meta = runner.input_metadata()
     return {k: v.astype(meta[k].dtype) if k in meta and meta[k].dtype is not None else v for k, v in feed.items()}
+
+
+def compare_feeds(train, deploy, protos: dict, feed: dict, output_names: list[str], batch: int, seconds: float,
+                  threads: int | None) -> dict:
+    """compare_runtimes for a model with named inputs of any dtype and named outputs (one feed, as given)."""
+    import torch
+
+    threads = threads or available_cpus()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    names = list(feed)
+    meta = {k: TensorMeta(v.dtype.name, (None, *v.shape[1:])) for k, v in feed.items()}
+    flat_train, flat_deploy = _Flat(train), _Flat(deploy)
+    runners = {
+        "torch eager, train form": TorchRunner(flat_train, names, output_names, input_metadata=meta),
+        "torch eager, deploy form": TorchRunner(flat_deploy, names, output_names, input_metadata=meta),
+        **{label: OrtRunner(p.SerializeToString(), threads=threads) for label, p in protos.items()},
+    }
+    rows = {}
+    try:
+        for label, runner in runners.items():
+            res = benchmark(runner, _feed_for(runner, feed), warmup_s=min(0.5, seconds / 2), duration_s=seconds,
+                            batch=batch)
+            rows[label] = res.to_dict()
+    finally:
+        torch.set_num_threads(before)
+    return {"batch": batch, "threads": threads, "seconds_per_runtime": seconds, "runs": rows}
+
+
+class _Flat:
+    """A module whose outputs come back flattened in deployconv's output order (for TorchRunner)."""
+
+    def __init__(self, module):
+        self.module = module
+
+    def __getattr__(self, name):
+        return getattr(self.module, name)
+
+    def __call__(self, *args):
+        from deployconv.export.outputs import flatten
+
+        return tuple(flatten(self.module(*args)).tensors)

@@ -75,6 +75,13 @@ def _torch_chain(manifest: dict[str, Any], source: str | None, why: str) -> tupl
 
     train = create_seeded(source, weights, tuple(manifest.get("allow_missing", ())),
                           int(manifest.get("init_seed", 0)))
+    if manifest.get("io_spec"):  # named inputs/outputs: the stages feed and name them as the export did
+        from deployconv.export.io_pipeline import plan_from_manifest
+        from deployconv.export.io_pipeline import torch_stages as io_torch_stages
+
+        plan = plan_from_manifest(manifest["io_spec"], int(manifest.get("init_seed", 0)))
+        return io_torch_stages(train, reparameterize(train, probe=plan.small_probe), plan), \
+            f"full chain re-run: {why}"
     return torch_stages(train, reparameterize(train)), f"full chain re-run: {why}"
 
 
@@ -164,6 +171,10 @@ def reference_parity(directory: Path, manifest: dict[str, Any], target: Any, *, 
     ref_path = directory / "reference.npz"
     if not ref_path.is_file():
         raise BadInputError(f"{directory} has no reference.npz", fix="re-export with this deployconv version")
+    io_spec = manifest.get("io_spec")
+    if io_spec:
+        return _named_reference_parity(directory, manifest, target, io_spec, runtime=runtime, plugins=plugins,
+                                       torch_chain=torch_chain, allow_host_code=allow_host_code)
     ref = load_reference(ref_path, manifest.get("io"))
     plan = plan_validation(runtime, target.runtime, (directory / "engine.plan").is_file(),
                            importlib.util.find_spec("onnxruntime") is not None,
@@ -194,6 +205,59 @@ def reference_parity(directory: Path, manifest: dict[str, Any], target: Any, *, 
         budget = FP32_BUDGET if target.precision != "fp32" else target.budget
         parity, _ = run_chain(stages, [inputs], budget, {"reference.npz": {"samples": int(inputs.shape[0])}},
                               stage_budgets={name: target.budget for name, _ in model_stages})
+    finally:
+        for r in runners:
+            r.deactivate()
+    return {"runtimes": [n for n, _ in model_stages], "notes": list(plan.notes), "parity": parity.to_dict()}
+
+
+def _named_reference_parity(directory: Path, manifest: dict[str, Any], target: Any, io_spec: dict[str, Any], *,
+                            runtime: str, plugins: list[str] | None, torch_chain: list | None,
+                            allow_host_code: bool = False) -> dict[str, Any]:
+    """reference_parity for a model with named inputs/outputs, at every recorded shape point (min/opt/max)."""
+    import importlib.util
+
+    from deployconv.export.reference import load_reference
+    from deployconv.validate.named_stage import runner_stage
+    from deployconv.validate.parity import merge_points, run_chain
+
+    in_names = [i["name"] for i in io_spec["inputs"]]
+    out_names = list(io_spec["outputs"])
+    points = load_reference(directory / "reference.npz", in_names, out_names)
+    plan = plan_validation(runtime, target.runtime, (directory / "engine.plan").is_file(),
+                           importlib.util.find_spec("onnxruntime") is not None,
+                           importlib.util.find_spec("tensorrt") is not None)
+    max_batch = None if not target.dynamic_batch else target.max_batch
+    runners: list[Any] = []
+    model_stages = []
+    try:
+        if plan.ort:
+            from deployconv.runtime.ort import OrtRunner
+
+            runners.append(OrtRunner(directory / manifest.get("ort_model", "model.onnx")).activate())
+            model_stages.append(("onnx (ort-cpu)", runner_stage(runners[-1], out_names, max_batch)))
+        if plan.trt:
+            from deployconv.runtime.trt import TrtRunner
+
+            runners.append(TrtRunner(directory / "engine.plan", plugins=_plugin_libraries(directory, manifest, plugins),
+                                     allow_host_code=allow_host_code).activate())
+            model_stages.append(("engine (tensorrt)", runner_stage(runners[-1], out_names, max_batch)))
+        budget = FP32_BUDGET if target.precision != "fp32" else target.budget
+        reports = {}
+        for p in points:
+            expected = p.expected_batch()
+            recorded = ("reference (train-fp32, recorded)", lambda _b, e=expected: e)
+            if torch_chain:
+                fp64, fp32, deploy = torch_chain
+                stages = [fp64, fp32, recorded, deploy, *model_stages]
+            else:
+                stages = [recorded, *model_stages]
+            shapes = {k: list(v.shape) for k, v in p.inputs.items()}
+            reports[p.point], _ = run_chain(stages, [p.batch()], budget,
+                                            {"reference.npz": {"point": p.point, "shapes": shapes}},
+                                            stage_budgets={name: target.budget for name, _ in model_stages})
+        by_point = {p.point: {k: tuple(v.shape) for k, v in p.inputs.items()} for p in points}
+        parity = reports[points[0].point] if len(points) == 1 else merge_points(reports, by_point.__getitem__)
     finally:
         for r in runners:
             r.deactivate()

@@ -54,7 +54,7 @@ def _owner(node) -> str:
     return f"{paths[-1]}:{node.name}" if paths and paths[-1] else f"<root>:{node.name}"
 
 
-def _capture_unit_inputs(model: nn.Module, units: list[Unit], probe: torch.Tensor) -> dict[int, tuple]:
+def _capture_unit_inputs(model: nn.Module, units: list[Unit], probe: torch.Tensor | tuple) -> dict[int, tuple]:
     captured: dict[int, tuple] = {}
     handles = []
     for u in units:
@@ -63,7 +63,7 @@ def _capture_unit_inputs(model: nn.Module, units: list[Unit], probe: torch.Tenso
         handles.append(u.module.register_forward_pre_hook(hook, with_kwargs=True))
     try:
         with torch.no_grad():
-            model(probe)
+            model(*(probe if isinstance(probe, tuple) else (probe,)))  # one tensor, or one per model input
     finally:
         for h in handles:
             h.remove()
@@ -127,7 +127,7 @@ def _fuse_unit(unit: Unit, sites: list[Site], values: dict, tolerance: float, re
     return applied
 
 
-def graph_fuse(model: nn.Module, probe: torch.Tensor | None, tolerance: float) -> GraphFuseResult:
+def graph_fuse(model: nn.Module, probe: torch.Tensor | tuple | None, tolerance: float) -> GraphFuseResult:
     """Fuse every site in `model` (in place where a unit is a child; the root may be replaced)."""
     result = GraphFuseResult(model)
     units, untraced = trace_units(model)
