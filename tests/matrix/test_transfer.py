@@ -4,40 +4,39 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import tarfile
 
 import pytest
 
 from deployconv.errors import CheckFailedError
-from deployconv.export.manifest import write_manifest
 from deployconv.matrix.transfer import pack, unpack
 
 
-def _export_like(d):
-    d.mkdir()
-    (d / "model.onnx").write_bytes(b"\x08\x07onnx" * 100)
-    (d / "sub").mkdir()
-    (d / "sub" / "a.txt").write_text("hello")
-    write_manifest(d, {"format": "test"})
-    return d
+@pytest.fixture
+def export_dir(trust_fixture, tmp_path):
+    """A real export folder (strict manifest, sub-folders), copied so each test may change it."""
+    return shutil.copytree(trust_fixture.bundle, tmp_path / "src")
 
 
-def test_round_trip(tmp_path):
-    src = _export_like(tmp_path / "src")
+def test_round_trip(export_dir, tmp_path):
+    src = export_dir
     dst = unpack(pack(src), tmp_path / "dst")
-    for f in ("model.onnx", "sub/a.txt", "manifest.json"):
+    files = [p.relative_to(src) for p in src.rglob("*") if p.is_file()]
+    assert any(len(f.parts) > 1 for f in files)  # sub-folders travel too
+    for f in files:
         assert (dst / f).read_bytes() == (src / f).read_bytes()
 
 
-def test_a_changed_file_or_manifest_is_refused(tmp_path):
-    src = _export_like(tmp_path / "src")
+def test_a_changed_file_or_manifest_is_refused(export_dir, tmp_path):
+    src = export_dir
     digest, _ = pack(src)
     (src / "model.onnx").write_bytes(b"tampered")
     _, tampered = pack(src)
     with pytest.raises(CheckFailedError, match="do not match its manifest"):
         unpack((digest, tampered), tmp_path / "a")
     m = json.loads((src / "manifest.json").read_text())
-    m["format"] = "other"
+    m["precision"] = "other"
     (src / "manifest.json").write_text(json.dumps(m))
     _, tampered = pack(src)
     with pytest.raises(CheckFailedError, match="different manifest"):
