@@ -96,8 +96,8 @@ def _need_runs(baseline: Path | None, current: Path | None) -> None:
 def _gate_matrix(files: tuple[Path, Path], *, metric: str, max_regression: str, noise_threshold: str | None,
                  run_noise: str | None, allow_diff: list[str], seed: int, json_out: bool, markdown: Path | None,
                  force: bool, single: tuple) -> None:
-    from deployconv.atomic import refuse_overwrite, write_text_atomic
-    from deployconv.console import err, print_json
+    from deployconv.atomic import refuse_overwrite
+    from deployconv.console import err
     from deployconv.errors import BadInputError
     from deployconv.validate.gate import DEFAULT_RUN_NOISE
     from deployconv.validate.gate_matrix import gate_matrix, to_markdown
@@ -113,17 +113,24 @@ def _gate_matrix(files: tuple[Path, Path], *, metric: str, max_regression: str, 
                                                                                             "--noise-threshold"),
                          run_noise=DEFAULT_RUN_NOISE if run_noise is None else parse_percent(run_noise, "--run-noise"),
                          allow_diff=allow_diff, seed=seed)
-    text = to_markdown(result)
-    if markdown is not None:
-        write_text_atomic(markdown, text)
-    if json_out:
-        print_json(result.to_dict())
-    else:
-        typer.echo(text, nl=False)
+    _emit(to_markdown(result), result.to_dict(), markdown=markdown, json_out=json_out)
     colour = "red" if result.regressed else "green"
     err.print(f"[bold {colour}]matrix gate: {len(result.regressed)} of {len(result.cells)} cells regressed[/]",
               highlight=False)
     raise typer.Exit(result.exit_code)
+
+
+def _emit(text: str, data: dict, *, markdown: Path | None, json_out: bool) -> None:
+    """A gate's result: markdown to --markdown (atomically), then JSON or the markdown on stdout."""
+    from deployconv.atomic import write_text_atomic
+    from deployconv.console import print_json
+
+    if markdown is not None:
+        write_text_atomic(markdown, text)
+    if json_out:
+        print_json(data)
+    else:
+        typer.echo(text, nl=False)
 
 
 def parse_percent(text: str, option: str) -> float:
@@ -141,7 +148,7 @@ def _gate(baseline: Path, current: Path, *, metric: str, max_regression: str, no
           update: bool, force: bool) -> None:
     from rich.markup import escape
 
-    from deployconv.atomic import refuse_overwrite, write_text_atomic
+    from deployconv.atomic import refuse_overwrite
     from deployconv.console import err, print_json
     from deployconv.validate.gate import DEFAULT_RUN_NOISE, gate
     from deployconv.validate.gate_baseline import load_run, update_baseline
@@ -165,13 +172,7 @@ def _gate(baseline: Path, current: Path, *, metric: str, max_regression: str, no
     result = gate(base_run, cur_run, metric=metric, max_regression=limit, noise_threshold=noise,
                   run_noise=between, allow_diff=allow_diff, seed=seed, baseline_file=str(baseline),
                   current_file=str(current))
-    text = to_markdown(result)
-    if markdown is not None:
-        write_text_atomic(markdown, text)
-    if json_out:
-        print_json(result.to_dict())
-    else:
-        typer.echo(text, nl=False)
+    _emit(to_markdown(result), result.to_dict(), markdown=markdown, json_out=json_out)
     if result.verdict == "incomparable":
         err.print("[bold red]gate: incomparable runs[/], fingerprints differ in:\n  "
                   + "\n  ".join(escape(d) for d in result.differences), highlight=False)

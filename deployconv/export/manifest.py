@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 from importlib import metadata
@@ -12,18 +11,10 @@ from typing import Any
 from deployconv import __version__
 from deployconv.atomic import write_text_atomic
 from deployconv.errors import BadInputError
-from deployconv.trust.closed import SIGNATURE
+from deployconv.trust.closed import SIGNATURE, sha256_file  # sha256_file: re-exported, the one file hash
 
 MANIFEST = "manifest.json"  # = deployconv.trust.closed.MANIFEST
 _TOOLS = ("torch", "onnx", "onnxruntime", "onnxscript", "onnxsim", "onnxslim", "numpy", "tensorrt")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def tool_versions() -> dict[str, str | None]:

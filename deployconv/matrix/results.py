@@ -25,6 +25,7 @@ from typing import Any
 
 from deployconv.atomic import safe_name, write_text_atomic
 from deployconv.matrix.spec import STEPS, JobSpec
+from deployconv.trust.closed import sha256_file
 
 SCHEMA = "deployconv.matrix/1"
 JOB_SCHEMA = "deployconv.matrix.job/1"
@@ -96,14 +97,6 @@ def write_record(out: Path, job: JobSpec, record: JobRecord) -> None:
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def input_hash(job: JobSpec, options: Mapping[str, Any], dep_hashes: Mapping[str, str | None],

@@ -88,7 +88,8 @@ def _walk(directory: Path) -> tuple[list[str], list[str]]:
     return files, problems
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """The one file hash of the package (manifests, pins, matrix records): streamed, 1 MiB at a time."""
     import hashlib
 
     h = hashlib.sha256()
@@ -130,7 +131,7 @@ def verify_closed(directory: Path, manifest: dict[str, Any], *, fresh: bool = Fa
             through = next((p for p in links if rel == p or rel.startswith(p + "/")), None)
             result.problems.append(f"{rel}: listed but " + (f"reached through the link {through}" if through
                                                               else "missing"))
-        elif hashes and _sha256(directory / rel) != digest:
+        elif hashes and sha256_file(directory / rel) != digest:
             result.problems.append(f"{rel}: sha256 differs")
     for rel in required_files(manifest):
         if rel not in safe:

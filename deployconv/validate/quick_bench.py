@@ -27,6 +27,13 @@ def compare_runtimes(train, deploy, protos, input_size, batch: int, seconds: flo
         "torch eager, deploy form": TorchRunner(deploy, ["input"], ["output"], input_metadata=meta),
         **{label: OrtRunner(p.SerializeToString(), threads=threads) for label, p in protos.items()},
     }
+    return _time_runners(runners, feed, batch, seconds, threads, before)
+
+
+def _time_runners(runners: dict, feed: dict, batch: int, seconds: float, threads: int, torch_threads_before: int) -> dict:
+    """Time each runner on the same feed, one after another; restores torch's thread count however it ends."""
+    import torch
+
     rows = {}
     try:
         for label, runner in runners.items():
@@ -34,7 +41,7 @@ def compare_runtimes(train, deploy, protos, input_size, batch: int, seconds: flo
                             batch=batch)
             rows[label] = res.to_dict()
     finally:
-        torch.set_num_threads(before)
+        torch.set_num_threads(torch_threads_before)
     return {"batch": batch, "threads": threads, "seconds_per_runtime": seconds, "runs": rows}
 
 
@@ -63,15 +70,7 @@ def compare_feeds(train, deploy, protos: dict, feed: dict, output_names: list[st
         "torch eager, deploy form": TorchRunner(flat_deploy, names, output_names, input_metadata=meta),
         **{label: OrtRunner(p.SerializeToString(), threads=threads) for label, p in protos.items()},
     }
-    rows = {}
-    try:
-        for label, runner in runners.items():
-            res = benchmark(runner, _feed_for(runner, feed), warmup_s=min(0.5, seconds / 2), duration_s=seconds,
-                            batch=batch)
-            rows[label] = res.to_dict()
-    finally:
-        torch.set_num_threads(before)
-    return {"batch": batch, "threads": threads, "seconds_per_runtime": seconds, "runs": rows}
+    return _time_runners(runners, feed, batch, seconds, threads, before)
 
 
 class _Flat:
