@@ -144,7 +144,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     a = ap.parse_args()
     result = run(a.threads, a.reps)
-    from deployconv.atomic import write_text_atomic
+    from deployconv.core.fsio import write_text_atomic
 
     write_text_atomic(a.out, json.dumps(result, indent=2) + "\n")
     print(f"saved {a.out}")

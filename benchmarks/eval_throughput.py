@@ -132,7 +132,7 @@ def main() -> None:
         _child(args)
         return
     from benchmarks._env import fingerprint, package_version
-    from deployconv.atomic import write_text_atomic
+    from deployconv.core.fsio import write_text_atomic
 
     with tempfile.TemporaryDirectory(prefix="deployconv-evalbench-") as tmp:
         data = args.data or Path(tmp) / "data"

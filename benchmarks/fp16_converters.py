@@ -35,7 +35,7 @@ import onnx
 
 from benchmarks._env import fingerprint as env_fingerprint
 from benchmarks._env import package_version
-from deployconv.atomic import write_text_atomic
+from deployconv.core.fsio import write_text_atomic
 
 RESULTS = Path(__file__).parent / "results" / "fp16_converters_cpu.json"
 CORE = ("lsnet_t", "unireplknet_a", "repvgg_a0", "resnet50_dcn", "dcnv4_tiny")
@@ -68,11 +68,11 @@ def export_zoo_model(name: str, cache: Path) -> onnx.ModelProto:
         return onnx.load(str(path))
     import torch
 
+    from deployconv.core.target import get_target
     from deployconv.export.onnx_export import export_onnx
-    from deployconv.export.pipeline import create_seeded
     from deployconv.export.simplify import simplify
-    from deployconv.export.targets import get_target
     from deployconv.models import get_model_spec
+    from deployconv.pipeline.export import create_seeded
     from deployconv.reparam import reparameterize
 
     target = get_target("onnx")

@@ -34,7 +34,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from benchmarks._env import fingerprint as env_fingerprint
-from deployconv.atomic import write_text_atomic
+from deployconv.core.fsio import write_text_atomic
 from deployconv.validate.gate import DEFAULT_MAX_REGRESSION, DEFAULT_RUN_NOISE, gate
 from deployconv.validate.gate_stats import (
     bootstrap_log_ratio,

@@ -1,4 +1,4 @@
-"""deployconv's CUDA kernels (plugins_cpp/kernels via deployconv.plugins.cuda_ext) against what a user runs
+"""deployconv's CUDA kernels (plugins_cpp/kernels via deployconv.ops.cuda_ext) against what a user runs
 today, on realistic shapes, on one GPU.
 
     python -m benchmarks.gpu_kernels [--kernels ska,dcnv2,dcnv4,dwconv] [--dtypes fp16,fp32] [--quick]
@@ -266,8 +266,8 @@ def _quantile(v: list[float], q: float) -> float:
 def bench_ska(b: Bench, dtypes, batches) -> None:
     import torch
 
+    from deployconv.ops import cuda_ext
     from deployconv.ops.ska import ska as ska_ref
-    from deployconv.plugins import cuda_ext
 
     ext = cuda_ext.load_extension()
     cases = []
@@ -294,8 +294,8 @@ def bench_ska(b: Bench, dtypes, batches) -> None:
 def bench_dcnv2(b: Bench, dtypes) -> None:
     import torch
 
+    from deployconv.ops import cuda_ext
     from deployconv.ops.deform_conv import deform_conv2d as dcn_ref
-    from deployconv.plugins import cuda_ext
 
     try:
         from torchvision.ops import deform_conv2d as tv_dcn
@@ -320,9 +320,9 @@ def bench_dcnv2(b: Bench, dtypes) -> None:
 def bench_dcnv4(b: Bench, dtypes, batches) -> None:
     import torch
 
+    from deployconv.ops import cuda_ext
     from deployconv.ops.dcnv4 import dcnv4 as dcnv4_ref
     from deployconv.ops.dcnv4 import padded_dim
-    from deployconv.plugins import cuda_ext
 
     ext = cuda_ext.load_extension()
     for dtype in dtypes:
@@ -343,7 +343,7 @@ def bench_dwconv(b: Bench, dtypes, batches) -> None:
     import torch
     import torch.nn.functional as F
 
-    from deployconv.plugins import cuda_ext
+    from deployconv.ops import cuda_ext
 
     ext = cuda_ext.load_extension()
     for dtype in dtypes:
@@ -393,7 +393,7 @@ def render(rows: list[Row], peaks: dict) -> None:
 
 
 def default_out(device_name: str) -> Path:
-    from deployconv.atomic import safe_name
+    from deployconv.core.fsio import safe_name
 
     return RESULTS_DIR / f"gpu_kernels_{safe_name(device_name).lower()}.json"
 
@@ -425,8 +425,8 @@ def main() -> None:
     t0 = time.monotonic()
     import torch
 
-    from deployconv.atomic import write_text_atomic
-    from deployconv.errors import MissingEnvironmentError
+    from deployconv.core.errors import MissingEnvironmentError
+    from deployconv.core.fsio import write_text_atomic
 
     if not torch.cuda.is_available():
         raise MissingEnvironmentError("benchmarks.gpu_kernels needs a CUDA device",
@@ -440,7 +440,7 @@ def main() -> None:
     props = torch.cuda.get_device_properties(torch.cuda.current_device())
     l2 = int(getattr(props, "L2_cache_size", 0))
 
-    from deployconv.plugins.cuda_ext import load_extension
+    from deployconv.ops.cuda_ext import load_extension
 
     load_extension()  # build before timing anything
     peaks = measure_peaks(samples)
@@ -505,7 +505,7 @@ def main() -> None:
 if __name__ == "__main__":
     import sys
 
-    from deployconv.errors import DeployconvError
+    from deployconv.core.errors import DeployconvError
 
     try:
         main()

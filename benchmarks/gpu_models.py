@@ -4,7 +4,7 @@
                                     [--batches 1,16] [--compile-cases fp16:16] [--budget-s 200]
                                     [--out FILE | --out-dir DIR]
 
-Per model: the zoo model with seeded weights (deployconv.export.pipeline.create_seeded, seed 0, what `deployconv
+Per model: the zoo model with seeded weights (deployconv.pipeline.export.create_seeded, seed 0, what `deployconv
 export` uses), reparameterized to its deploy form (fusion verified by tests/reparam, not again here), moved to
 the GPU in each dtype, then per batch:
   eager          the deploy form as is, NCHW; custom ops run their PyTorch references (deployconv/ops);
@@ -13,7 +13,7 @@ the GPU in each dtype, then per batch:
                  fp16 batch 16 by default) and only while the budget leaves --compile-reserve-s; the compile time
                  (first call) is recorded; the custom ops stay opaque (their references run);
   ours           eager NCHW with deployconv's CUDA kernels in place of the references: SKA, DCNv2 and DCNv4
-                 through torch.library CUDA registrations (deployconv.plugins.cuda_swap.cuda_kernels) and large
+                 through torch.library CUDA registrations (deployconv.ops.cuda_swap.cuda_kernels) and large
                  depthwise convs (k >= 7) as KernelDepthwiseConv2d modules. Which were swapped is recorded.
 Parity of every variant against eager in the same dtype (the acceptance figure for "ours") and against fp32 eager
 at the same batch: max |diff| / max |eager| and cosine similarity, computed in fp64.
@@ -204,9 +204,9 @@ class Runner:
 
     def setup(self, name: str) -> ModelSetup:
         if name not in self.setups:
-            from deployconv.export.pipeline import create_seeded
             from deployconv.models import get_model_spec
-            from deployconv.plugins.cuda_swap import swap_depthwise
+            from deployconv.ops.cuda_swap import swap_depthwise
+            from deployconv.pipeline.export import create_seeded
             from deployconv.reparam import reparameterize
 
             t0 = time.perf_counter()
@@ -222,7 +222,7 @@ class Runner:
 
         key = (name, dtype, variant)
         if key not in self._models:
-            from deployconv.plugins.cuda_swap import swap_depthwise
+            from deployconv.ops.cuda_swap import swap_depthwise
 
             m = copy.deepcopy(self._deploy[name]).to(self.device, getattr(torch, DTYPE_NAMES[dtype])).eval()
             if variant == "channels_last":
@@ -245,7 +245,7 @@ class Runner:
     def run(self, case: Case) -> CaseResult:
         import torch
 
-        from deployconv.plugins.cuda_swap import cuda_kernels
+        from deployconv.ops.cuda_swap import cuda_kernels
 
         setup = self.setup(case.model)
         res = CaseResult(case.model, case.dtype, case.batch, case.variant, "ok")
@@ -286,7 +286,7 @@ class Runner:
 
 
 def default_out(device_name: str) -> Path:
-    from deployconv.atomic import safe_name
+    from deployconv.core.fsio import safe_name
 
     return RESULTS_DIR / f"gpu_models_{safe_name(device_name).lower()}.json"
 
@@ -315,13 +315,13 @@ def main() -> int:
     try:
         compile_cases = parse_compile_cases(args.compile_cases)
     except ValueError as e:
-        from deployconv.errors import BadInputError
+        from deployconv.core.errors import BadInputError
 
         raise BadInputError(str(e), fix="e.g. --compile-cases fp16:16 or --compile-cases none") from None
     import torch
 
-    from deployconv.atomic import write_text_atomic
-    from deployconv.errors import MissingEnvironmentError
+    from deployconv.core.errors import MissingEnvironmentError
+    from deployconv.core.fsio import write_text_atomic
 
     if not torch.cuda.is_available():
         raise MissingEnvironmentError("benchmarks.gpu_models needs a CUDA device",
@@ -404,7 +404,7 @@ def _extension_problem() -> str | None:
     """Why deployconv's torch extension cannot be loaded (None: it loads). Asked once, so that a failed build is
     not retried by every "ours" case."""
     try:
-        from deployconv.plugins.cuda_ext import load_extension
+        from deployconv.ops.cuda_ext import load_extension
 
         load_extension()
     except Exception as e:
@@ -429,7 +429,7 @@ def _print(r: CaseResult) -> None:
 if __name__ == "__main__":
     import sys
 
-    from deployconv.errors import DeployconvError
+    from deployconv.core.errors import DeployconvError
 
     try:
         sys.exit(main())

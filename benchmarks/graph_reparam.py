@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 import torch
 
-from deployconv.atomic import write_text_atomic
+from deployconv.core.fsio import write_text_atomic
 from deployconv.validate.fingerprint import collect
 
 RESULTS = Path(__file__).parent / "results" / "graph_reparam_cpu.json"
@@ -42,8 +42,8 @@ def _ort_nodes_after_optimizer(proto: onnx.ModelProto, threads: int) -> int:
 def main() -> None:
     import onnxruntime as ort
 
+    from deployconv.core.target import get_target
     from deployconv.export.onnx_export import export_onnx
-    from deployconv.export.targets import get_target
     from deployconv.reparam import reparameterize
     from tests.helpers import randomize_
     from tests.reparam.imitations import IMITATIONS

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import onnx
 
-from deployconv.atomic import write_text_atomic
-from deployconv.errors import CheckFailedError
+from deployconv.core.errors import CheckFailedError
+from deployconv.core.fsio import write_text_atomic
 from deployconv.export.precision.calibration import calibration_from_images, load_calibration
 from deployconv.export.precision.int8 import quantize_int8
 from deployconv.export.precision.sensitivity import INT8_BUDGET, ort_runner, quantize_within_budget
@@ -51,7 +51,7 @@ VARIANTS = {  # name -> (activation, search the budget?)
 def fp32_graph(name: str, exported: Path | None) -> onnx.ModelProto:
     if exported and (exported / name / "model.onnx").is_file():
         return onnx.load(str(exported / name / "model.onnx"))
-    from deployconv.export.pipeline import ExportOptions, export
+    from deployconv.pipeline.export import ExportOptions, export
 
     with tempfile.TemporaryDirectory() as tmp:
         res = export(name, "onnx", Path(tmp) / name, options=ExportOptions(bench=False))

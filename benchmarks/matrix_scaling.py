@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks._env import fingerprint, package_version
-from deployconv.atomic import write_text_atomic
+from deployconv.core.fsio import write_text_atomic
 from deployconv.matrix.run import run_matrix
 from deployconv.matrix.spec import MatrixSpec
 from deployconv.matrix.steps import StepOptions

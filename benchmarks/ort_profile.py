@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from deployconv.atomic import write_text_atomic
+from deployconv.core.fsio import write_text_atomic
 from deployconv.validate.fingerprint import collect
 
 RESULTS = Path(__file__).parent / "results" / "ort_profile_cpu.json"
@@ -84,8 +84,8 @@ def main() -> None:
     import onnxruntime as ort
 
     from benchmarks.plain_pipeline import export_plain, plain_model
-    from deployconv.export.pipeline import ExportOptions, export
     from deployconv.models import get_model_spec
+    from deployconv.pipeline.export import ExportOptions, export
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="lsnet_t")

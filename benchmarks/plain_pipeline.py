@@ -6,7 +6,7 @@ Plain pipeline (what the official repos and a typical user do):
     which deployconv's reparameterization reproduces exactly (tests/models/test_golden_official.py);
   * SKA written with unfold (the only portable formulation users have: the official SKA is a Triton kernel);
   * `torch.onnx.export` with its defaults, then onnxsim.
-deployconv: `deployconv.export.pipeline.export(model, "onnx")` (full reparameterization, custom-op lowering,
+deployconv: `deployconv.pipeline.export.export(model, "onnx")` (full reparameterization, custom-op lowering,
 onnxslim), i.e. exactly what `deployconv export` writes.
 
 Both graphs are timed in the same process, interleaved round by round, same threads, same inputs; PyTorch eager
@@ -27,7 +27,7 @@ import onnx
 import torch
 import torch.nn.functional as F
 
-from deployconv.atomic import write_text_atomic
+from deployconv.core.fsio import write_text_atomic
 from deployconv.validate.fingerprint import collect
 
 RESULTS = Path(__file__).parent / "results" / "plain_pipeline_cpu.json"
@@ -42,7 +42,7 @@ def unfold_ska(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 
 def plain_model(name: str) -> torch.nn.Module:
-    from deployconv.export.pipeline import create_seeded
+    from deployconv.pipeline.export import create_seeded
     from deployconv.reparam import reparameterize
 
     model = create_seeded(name, None, (), 0)  # the weights deployconv's export uses (seed 0)
@@ -98,8 +98,8 @@ def time_sessions(sessions: dict, feed: np.ndarray, rounds: int, iters: int) -> 
 def main() -> None:
     import onnxruntime as ort
 
-    from deployconv.export.pipeline import ExportOptions, export
     from deployconv.models import get_model_spec
+    from deployconv.pipeline.export import ExportOptions, export
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="lsnet_t,unireplknet_a,repvgg_a0")
@@ -121,7 +121,7 @@ def main() -> None:
         t0 = time.perf_counter()
         plain_proto = export_plain(plain, size)
         plain_s = time.perf_counter() - t0
-        from deployconv.export.pipeline import create_seeded
+        from deployconv.pipeline.export import create_seeded
         from deployconv.reparam import reparameterize
 
         deploy = reparameterize(create_seeded(name, None, (), 0))

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from benchmarks._env import package_version
-from deployconv.atomic import write_text_atomic
+from deployconv.core.fsio import write_text_atomic
 from deployconv.validate.fingerprint import collect
 
 RESULTS = Path(__file__).parent / "results" / "simplifiers_cpu.json"
@@ -25,9 +25,9 @@ RESULTS = Path(__file__).parent / "results" / "simplifiers_cpu.json"
 def main() -> None:
     import onnxruntime as ort
 
+    from deployconv.core.target import get_target
     from deployconv.export.onnx_export import export_onnx
     from deployconv.export.simplify import simplify
-    from deployconv.export.targets import get_target
     from deployconv.models import create_model, get_model_spec, list_models
     from deployconv.reparam import reparameterize
 

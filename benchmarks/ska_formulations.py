@@ -300,7 +300,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from benchmarks._env import fingerprint
-    from deployconv.atomic import write_text_atomic
+    from deployconv.core.fsio import write_text_atomic
     from deployconv.ops.ska import ska
 
     torch.set_num_threads(1)

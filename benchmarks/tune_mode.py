@@ -300,7 +300,7 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     from benchmarks._env import fingerprint
-    from deployconv.atomic import write_text_atomic
+    from deployconv.core.fsio import write_text_atomic
 
     modes = [m for m in args.modes.split(",") if m]
     if not modes or any(m not in MODES for m in modes):

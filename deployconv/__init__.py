@@ -9,9 +9,8 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from deployconv.errors import DeployconvError
-
-__version__ = "0.1.0"
+from deployconv.core.errors import DeployconvError
+from deployconv.core.version import __version__
 
 _LAZY = {
     "create_model": "deployconv.models",

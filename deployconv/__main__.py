@@ -1,3 +1,3 @@
-from deployconv.cli import main
+from deployconv.cli.app import main
 
 main()

@@ -361,7 +361,7 @@ class FakeIO(CudaIO):
 
 def install(monkeypatch: Any) -> FakeTensorRT:
     """Put a FakeTensorRT in sys.modules as `tensorrt` and make open_cuda_io hand out FakeIOs (listed in
-    `fake.ios`). Call `deployconv.engine.plugin_loading.forget_loaded(fake)` when done."""
+    `fake.ios`). Call `deployconv.runtime.plugin_loading.forget_loaded(fake)` when done."""
     import importlib.machinery
     import sys
 

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from deployconv.cli import app
-from deployconv.cli_bench import bench_cmd
-from deployconv.cli_gate import gate_cmd, parse_percent
-from deployconv.errors import BadInputError
+from deployconv.cli.app import app
+from deployconv.cli.bench import bench_cmd
+from deployconv.cli.gate import gate_cmd, parse_percent
+from deployconv.core.errors import BadInputError
 from deployconv.validate.fingerprint import Fingerprint
 from deployconv.validate.latency import BenchResult, summarize
 from tests.runtime import save, tiny_classifier
@@ -167,8 +167,8 @@ def test_gate_runs_without_torch(tmp_path, runs):
     code = textwrap.dedent(f'''
         import sys
         from typer.testing import CliRunner
-        from deployconv.cli import app
-        from deployconv.cli_gate import gate_cmd
+        from deployconv.cli.app import app
+        from deployconv.cli.gate import gate_cmd
         if not any(c.name == "gate" for c in app.registered_commands):
             app.command("gate")(gate_cmd)
         res = CliRunner().invoke(app, ["gate", "--baseline", {str(runs["base"])!r}, "--current", {str(runs["slow"])!r}])

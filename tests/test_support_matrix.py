@@ -1,4 +1,4 @@
-"""The version matrix (deployconv.support_matrix): every row answers what it says, every impossible combination is
+"""The version matrix (deployconv.core.support_matrix): every row answers what it says, every impossible combination is
 refused before any work (exit 2, the nearest valid choice named, no traceback) by target loading, `export`,
 `bundle` and `build-engine`, and the built-in targets are all possible."""
 
@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from deployconv.cli import app
-from deployconv.errors import BadInputError
-from deployconv.export.targets import TARGET_DIR, builtin_targets, get_target, platform_refusals
-from deployconv.support_matrix import (
+from deployconv.cli.app import app
+from deployconv.core.errors import BadInputError
+from deployconv.core.support_matrix import (
     JETPACK_ROWS,
     OPEN,
     TRT_BANDS,
@@ -24,6 +23,7 @@ from deployconv.support_matrix import (
     jetpack_rows,
     target_refusals,
 )
+from deployconv.core.target import TARGET_DIR, builtin_targets, get_target, platform_refusals
 
 runner = CliRunner()
 
@@ -101,7 +101,7 @@ def _edit(name: str, *pairs: tuple[str, str]) -> str:
 
 
 MAX_10_7 = ('max_version = "10.7"  # the last TensorRT 10 with DLA and the last JetPack 6 build '
-            "(deployconv/support_matrix.py)")
+            "(deployconv/core/support_matrix.py)")
 REFUSED = {
     "dla-reaches-11.0-11.3": (_edit("jetson-orin-dla-fp16", (MAX_10_7, 'max_version = "11.2"')),
                               "11.0 to 11.3.x", 'max_version = "10.7"'),
@@ -112,7 +112,7 @@ REFUSED = {
                           ("dynamic_batch = true", "dynamic_batch = false\nbatch = 1"),
                           ("max_batch = 32", "")), "Thor", "jetson-thor-fp16"),
     "jetpack6-with-trt11": (_edit("jetson-orin-fp16", ('max_version = "10.7"  # JetPack 6 stays on TensorRT 10 '
-                                                       '(deployconv/support_matrix.py)', "")),
+                                                       '(deployconv/core/support_matrix.py)', "")),
                             "reaches TensorRT 11", 'jetpack = ["7.2.2+"]'),
 }
 

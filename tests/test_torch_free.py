@@ -33,12 +33,12 @@ BLOCKER = textwrap.dedent('''
 
 TORCH_FREE_MODULES = [
     "deployconv",
-    "deployconv.errors",
-    "deployconv.atomic",
-    "deployconv.console",
-    "deployconv.doctor",
-    "deployconv.cli",
-    "deployconv.cli_bench",
+    "deployconv.core.errors",
+    "deployconv.core.fsio",
+    "deployconv.core.console",
+    "deployconv.core.env",
+    "deployconv.cli.app",
+    "deployconv.cli.bench",
     "deployconv.runtime",
     "deployconv.runtime.ort",
     "deployconv.validate",
@@ -48,25 +48,25 @@ TORCH_FREE_MODULES = [
     "deployconv.plugins",
     "deployconv.plugins.table",
     "deployconv.plugins.library",
-    "deployconv.plugins.cli",
-    "deployconv.support_matrix",
-    "deployconv.export.targets",
-    "deployconv.export.manifest",
-    "deployconv.export.dla",
-    "deployconv.export.bundle",
-    "deployconv.validate.recheck",
-    "deployconv.validate.device_check",
-    "deployconv.cli_device",
-    "deployconv.cli_engine",
+    "deployconv.cli.plugins",
+    "deployconv.core.support_matrix",
+    "deployconv.core.target",
+    "deployconv.trust.manifest",
+    "deployconv.engine.dla",
+    "deployconv.pipeline.bundle",
+    "deployconv.validate.export_dir",
+    "deployconv.validate.device",
+    "deployconv.cli.device",
+    "deployconv.cli.engine",
     "deployconv.report",
-    "deployconv.cli_report",
-    "deployconv.cli_gate",
+    "deployconv.cli.report",
+    "deployconv.cli.gate",
     "deployconv.validate.gate",
     "deployconv.validate.gate_stats",
     "deployconv.validate.gate_markdown",
     "deployconv.validate.gate_baseline",
-    "deployconv.os_errors",
-    "deployconv.cli_trust",
+    "deployconv.core.os_errors",
+    "deployconv.cli.trust",
     "deployconv.validate.reference",
     "deployconv.trust.schema",
     "deployconv.trust.closed",
@@ -121,8 +121,8 @@ def test_bench_runs_without_torch(blocked_env, tmp_path):
     proc = run_blocked(blocked_env, "-m", "deployconv", "bench", str(model), "--iters", "20", "--json",
                        cwd=tmp_path)
     assert "No such command 'bench'" not in proc.stderr, (
-        "bench is not registered in deployconv/cli.py: add, after the doctor command, "
-        "`from deployconv.cli_bench import bench_cmd; app.command(\"bench\")(bench_cmd)`")
+        "bench is not registered in deployconv/cli/app.py: add, after the doctor command, "
+        "`from deployconv.cli.bench import bench_cmd; app.command(\"bench\")(bench_cmd)`")
     assert proc.returncode == 0, proc.stderr
     d = json.loads(proc.stdout)
     assert len(d["samples_ms"]) == 20 and d["fingerprint"]["runtime"] == "onnxruntime"
@@ -173,7 +173,7 @@ def test_engine_and_trt_runner_work_without_torch_and_tensorrt(trt_blocked_env, 
         for name in {ENGINE_MODULES!r}:
             importlib.import_module(name)
         from deployconv.engine import build_engine, engine_spec_for, make_plan, read_onnx_facts, trtexec_command
-        from deployconv.errors import MissingEnvironmentError
+        from deployconv.core.errors import MissingEnvironmentError
         from deployconv.runtime.trt import TrtRunner
         facts = read_onnx_facts({str(model)!r})
         plan = make_plan(engine_spec_for("onnx", precision="fp16"), "10.3", facts)

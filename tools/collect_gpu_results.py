@@ -25,8 +25,8 @@ if str(_REPO) not in sys.path:  # run as a script from anywhere: the repository'
     sys.path.insert(0, str(_REPO))
 
 from benchmarks.gpu_goals import NOT_EVALUATED, Goal, parity_goal, plugin_enqueue_goal  # noqa: E402
-from deployconv.atomic import safe_name, write_text_atomic  # noqa: E402
-from deployconv.errors import BadInputError, DeployconvError  # noqa: E402
+from deployconv.core.errors import BadInputError, DeployconvError  # noqa: E402
+from deployconv.core.fsio import safe_name, write_text_atomic  # noqa: E402
 
 SUMMARY = "gpu_check.json"
 STAGES = "stages.tsv"

@@ -133,10 +133,10 @@ echo "TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-<torch default>} MAX_JOBS=$MA
 
 # --- build --------------------------------------------------------------------------------------------------
 run_stage build "$(stage_limit $CAP_BUILD)" "$PY" -c \
-  "from deployconv.plugins.cuda_ext import load_extension as l; m = l(verbose=True); print('built', m.__file__)"
+  "from deployconv.ops.cuda_ext import load_extension as l; m = l(verbose=True); print('built', m.__file__)"
 if tail -n 1 "$STAGES_TSV" | grep -q $'\ttimeout\t'; then
   # A build killed mid-way leaves torch's lock file; later loads would wait on it for ever.
-  bdir=$("$PY" -c "from deployconv.plugins.cuda_ext import build_directory as b; print(b()[1])" 2>/dev/null)
+  bdir=$("$PY" -c "from deployconv.ops.cuda_ext import build_directory as b; print(b()[1])" 2>/dev/null)
   [ -n "$bdir" ] && rm -f "$bdir/lock"
 fi
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 from deployconv.validate.images import IMAGE_SUFFIXES, preprocess
 
 

@@ -13,7 +13,7 @@ from deployconv.accuracy.dataset import ImageFolder, default_workers, scan_image
 from deployconv.accuracy.ledger import ALPHA, CONFIDENCE, Ledger, Skipped, Tally, build_rows
 from deployconv.accuracy.stages import Stage, StageOptions, build_stages
 from deployconv.accuracy.stats import INTERVALS
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 
 DEFAULT_BATCH = 32
 DEFAULT_CALIB = 64
@@ -90,9 +90,9 @@ def evaluate(model: Any, data: Path, opts: EvalOptions, *, weights: Path | None 
              allow_missing: tuple[str, ...] = (), status: Callable[[str], None] | None = None,
              on_start: Callable[[int], None] | None = None, on_batch: Progress | None = None) -> Ledger:
     """The ledger of `model` (zoo name, file.py:factory or an nn.Module) on the ImageFolder `data`."""
-    from deployconv.export.pipeline import create_seeded
     from deployconv.export.precision.calibration import calibration_from_images
     from deployconv.models.registry import model_info
+    from deployconv.pipeline.export import create_seeded
 
     say = status or (lambda _s: None)
     folder = scan_image_folder(data, opts.labels, opts.limit, opts.seed)

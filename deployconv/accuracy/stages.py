@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 
 from deployconv.accuracy.ledger import Skipped
-from deployconv.errors import BadInputError, DeployconvError
+from deployconv.core.errors import BadInputError, DeployconvError
 
 STAGES = ("train", "deploy", "onnx", "simplified", "fp16", "int8", "engine")
 Run = Callable[[np.ndarray], np.ndarray]
@@ -105,9 +105,9 @@ class Graphs:
 def export_graphs(deploy: Any, input_size: tuple[int, ...], opts: StageOptions) -> Graphs:
     import torch
 
+    from deployconv.core.target import get_target
     from deployconv.export.onnx_export import export_onnx
     from deployconv.export.simplify import simplify
-    from deployconv.export.targets import get_target
 
     tgt = get_target("onnx")
     example = torch.randn(2, *input_size, generator=torch.Generator().manual_seed(0))
@@ -164,8 +164,8 @@ def engine_stage(fp32: onnx.ModelProto, workdir: Path) -> Stage | Skipped:
     written against deployconv's own build_engine / TrtRunner, which follow the documented API."""
     if importlib.util.find_spec("tensorrt") is None:
         return Skipped("engine", "TensorRT is not installed here; run `deployconv eval` on the target device")
+    from deployconv.core.target import get_target
     from deployconv.engine.builder import build_engine
-    from deployconv.export.targets import get_target
     from deployconv.runtime.trt import TrtRunner
 
     path = workdir / "model.onnx"

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deployconv.atomic import refuse_overwrite, write_atomic
+from deployconv.core.errors import BadInputError, CheckFailedError, MissingEnvironmentError
+from deployconv.core.fsio import refuse_overwrite, write_atomic
 from deployconv.engine.onnx_facts import OnnxFacts, read_onnx_facts
 from deployconv.engine.plan import MEMORY_POOL_TYPES, BuildPlan, make_plan
-from deployconv.engine.plugin_loading import load_plugin_libraries, resolve_library_paths
 from deployconv.engine.spec import EngineSpec, engine_spec_for
 from deployconv.engine.trtexec import trtexec_command
-from deployconv.errors import BadInputError, CheckFailedError, MissingEnvironmentError
+from deployconv.runtime.plugin_loading import load_plugin_libraries, resolve_library_paths
 
 ENGINE_FILE = "engine.plan"
 # The TensorRT versions the "no TensorRT here" message writes trtexec lines for (unless the target's range
@@ -247,7 +247,7 @@ def engine_entries(plan: BuildPlan, engine_path: Path, onnx_path: Path, *, devic
                    build_seconds: float | None = None, timing_cache: Path | None = None,
                    messages: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
     """The manifest's "engine" entry for a built plan: what was built, with what, on what, and how."""
-    from deployconv.export.manifest import sha256_file
+    from deployconv.trust.manifest import sha256_file
 
     log = [f"{sev}: {msg}" for sev, msg in messages]
     return {"engine": {
@@ -350,7 +350,7 @@ def build_engine(onnx_path: str | os.PathLike[str], target: Any, out_dir: str | 
 def inspect_engine(trt: Any, logger: Any, serialized: Any, plan: BuildPlan) -> str:
     """The engine's layer report: IEngineInspector.get_engine_information(LayerInformationFormat.JSON) of the
     plan just built (deserialized the way a runner would, with its DLA core and host code allowed: we built it)."""
-    from deployconv.engine.load_policy import PlanFacts, apply_runtime_settings, runtime_settings
+    from deployconv.runtime.load_policy import PlanFacts, apply_runtime_settings, runtime_settings
 
     runtime = trt.Runtime(logger)
     facts = PlanFacts(plan.runtime_needs_host_code, plan.dla_core if plan.device == "dla" else None)

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 
 LAYERS_FILE = "engine.layers.json"
 # The datatype word inside "Format/Datatype" (10.x) or "DataType" (11.x I/O tensors), normalised.

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deployconv.errors import BadInputError, MissingEnvironmentError
+from deployconv.core.errors import BadInputError, MissingEnvironmentError
 
 Dim = int | str | None  # int: static; str: symbolic (named); None: anonymous dynamic
 

@@ -9,12 +9,12 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from deployconv.core.errors import BadInputError, MissingEnvironmentError
+from deployconv.core.support_matrix import target_refusals
 from deployconv.engine.onnx_facts import OnnxFacts
 from deployconv.engine.precision import PrecisionPlan, plan_precision
 from deployconv.engine.profiles import Profile, make_profile
 from deployconv.engine.spec import DEFAULT_OPTIMIZATION_LEVEL, EngineSpec
-from deployconv.errors import BadInputError, MissingEnvironmentError
-from deployconv.support_matrix import target_refusals
 
 MIN_TRT = (8, 5)  # execute_async_v3 and named I/O tensors (JetPack 5.1); deployconv plugins need more:
 PLUGINS_SINCE = (10, 1)  # IPluginV3 is TensorRT 10.0+, and the ONNX parser imports V3 plugins from 10.1
@@ -143,7 +143,7 @@ def check_trt_version(version: TrtVersion, spec: EngineSpec, facts: OnnxFacts | 
 
 
 def check_platform(version: TrtVersion, spec: EngineSpec) -> None:
-    """BadInputError (exit 2, with the nearest valid choice) when deployconv.support_matrix says this TensorRT
+    """BadInputError (exit 2, with the nearest valid choice) when deployconv.core.support_matrix says this TensorRT
     cannot give what `spec` asks: DLA in a TensorRT without DLA on Jetson, DLA on Thor."""
     if not spec.uses_dla:
         return

@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from deployconv.core.errors import BadInputError, MissingEnvironmentError
 from deployconv.engine.onnx_facts import OnnxFacts
-from deployconv.errors import BadInputError, MissingEnvironmentError
 
 DLA_PRECISIONS = ("fp16", "int8")
 _FLAG = {"fp16": "FP16", "bf16": "BF16", "int8": "INT8"}

@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from deployconv.core.errors import BadInputError
 from deployconv.engine.onnx_facts import Dim, InputFact, OnnxFacts
 from deployconv.engine.spec import EngineSpec, ShapeTriple
-from deployconv.errors import BadInputError
 
 DEFAULT_MIN_BATCH = 1
 DEFAULT_OPT_BATCH = 1  # latency first: kernels are tuned for the opt shape

@@ -17,8 +17,8 @@ from typing import Any
 import onnx
 import torch
 
-from deployconv.errors import BadInputError
-from deployconv.export.targets import Target
+from deployconv.core.errors import BadInputError
+from deployconv.core.target import Target
 from deployconv.ops.registry import entries, translation_table
 from deployconv.reparam.walker import output_tensors
 
@@ -59,12 +59,12 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor | tuple, target: T
                 io: Any = None, output_names: list[str] | None = None) -> tuple[onnx.ModelProto, ExportInfo]:
     """Export `model` (deploy form, eval) for `target`; returns the ONNX model and how it was made.
     `io` (an IOSpec) names the inputs and makes its dynamic symbols dynamic ONNX dims named after them;
-    `output_names` names the flattened outputs (deployconv.export.outputs)."""
+    `output_names` names the flattened outputs (deployconv.core.outputs)."""
     _quiet()
     lowering = {name: target.lowering_for(name) for name in entries()}
     args = example if isinstance(example, tuple) else (example,)
     if io is not None:
-        from deployconv.export.io_torch import dynamic_shapes
+        from deployconv.models.io import dynamic_shapes
 
         dynamic = dynamic_shapes(io)
         input_names = io.names

@@ -21,7 +21,7 @@ class SimplifyInfo:
 
 
 def simplify(proto: onnx.ModelProto, tool: str) -> tuple[onnx.ModelProto, SimplifyInfo]:
-    from deployconv.errors import BadInputError
+    from deployconv.core.errors import BadInputError
 
     if tool not in SIMPLIFIERS:
         raise BadInputError(f"unknown simplifier {tool!r}", fix=f"choose one of {', '.join(SIMPLIFIERS)}")

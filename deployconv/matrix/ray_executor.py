@@ -30,7 +30,7 @@ from typing import Any
 
 import ray
 
-from deployconv.errors import BadInputError, MissingEnvironmentError
+from deployconv.core.errors import BadInputError, MissingEnvironmentError
 from deployconv.matrix.results import job_dir
 from deployconv.matrix.spec import JobSpec
 from deployconv.matrix.steps import StepOptions, StepOutcome
@@ -59,7 +59,7 @@ def auth_note(address: str | None, version: str = ray.__version__, env: dict[str
 def _run_remote(job_d: dict[str, Any], opts_d: dict[str, Any], user_models: list[str],
                 *payloads: Any) -> tuple[dict[str, Any], Any]:
     """Runs on a Ray worker: re-validate the spec, unpack and check inputs, run the step, pack the output."""
-    from deployconv.export.targets import builtin_targets
+    from deployconv.core.target import builtin_targets
     from deployconv.matrix.spec import validate_job
     from deployconv.matrix.steps import run_step
 
@@ -157,7 +157,7 @@ class RayExecutor:
 
     def _store(self, job: JobSpec, payload: Any) -> None:
         """Copy a job's output into OUT (atomically replacing an older one), checked like any arrival."""
-        from deployconv.atomic import atomic_dir
+        from deployconv.core.fsio import atomic_dir
 
         dest = self.out / job_dir(job)
         with atomic_dir(dest, force=True) as tmp:

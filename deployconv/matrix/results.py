@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from deployconv.atomic import safe_name, write_text_atomic
+from deployconv.core.fsio import safe_name, write_text_atomic
 from deployconv.matrix.spec import STEPS, JobSpec
 from deployconv.trust.closed import sha256_file
 
@@ -103,7 +103,7 @@ def input_hash(job: JobSpec, options: Mapping[str, Any], dep_hashes: Mapping[str
                extra: Mapping[str, Any] | None = None) -> str:
     """What a job's result depends on: its spec, the options its step reads, deployconv's version, the
     output hashes of the jobs it consumes, and `extra` (e.g. a user model file's hash)."""
-    from deployconv import __version__
+    from deployconv.core.version import __version__
 
     body = {"job": job.id, "options": dict(options), "deployconv": __version__,
             "deps": {d: dep_hashes.get(d) for d in job.deps}, "extra": dict(extra or {})}

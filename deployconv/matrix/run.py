@@ -14,8 +14,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from deployconv.atomic import refuse_overwrite, write_text_atomic
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
+from deployconv.core.fsio import refuse_overwrite, write_text_atomic
 from deployconv.matrix.graph import build_jobs, check_graph
 from deployconv.matrix.results import JobRecord, matrix_document
 from deployconv.matrix.scheduler import run_jobs
@@ -39,7 +39,7 @@ class MatrixRun:
 
 def plan(spec: MatrixSpec) -> list[JobSpec]:
     """The validated job graph of `spec` (every job checked against the step enum, zoo and targets)."""
-    from deployconv.export.targets import builtin_targets
+    from deployconv.core.target import builtin_targets
     from deployconv.models.registry import list_models
 
     targets = builtin_targets()
@@ -54,7 +54,7 @@ def plan(spec: MatrixSpec) -> list[JobSpec]:
 def _conditions(executor: Any, opts: StepOptions) -> dict[str, Any]:
     import numpy
 
-    from deployconv import __version__
+    from deployconv.core.version import __version__
     from deployconv.validate.fingerprint import cpu_model
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
@@ -78,7 +78,7 @@ def make_executor(kind: str, out: Path, *, workers: int | None, address: str | N
         try:
             from deployconv.matrix.ray_executor import RayExecutor
         except ImportError:
-            from deployconv.errors import MissingEnvironmentError
+            from deployconv.core.errors import MissingEnvironmentError
 
             raise MissingEnvironmentError("the Ray executor needs ray", fix="pip install 'deployconv[ray]'") from None
         return RayExecutor(out, address=address, workers=workers, threads=1,
@@ -89,7 +89,7 @@ def make_executor(kind: str, out: Path, *, workers: int | None, address: str | N
 def write_reports(out: Path, doc: dict[str, Any]) -> None:
     """The export's HTML report (`deployconv report`) next to each exported cell, for the grid to link to.
     A page that cannot be drawn is noted in its cell; the matrix goes on."""
-    from deployconv.errors import DeployconvError
+    from deployconv.core.errors import DeployconvError
     from deployconv.report import write_report
 
     done: dict[str, str | None] = {}

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 
 HOST = "host"  # the CPU nodes themselves: no custom resource needed
 

@@ -20,8 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from deployconv.atomic import atomic_dir
-from deployconv.errors import EXIT_CHECK_FAILED, EXIT_MISSING_ENV, DeployconvError
+from deployconv.core.errors import EXIT_CHECK_FAILED, EXIT_MISSING_ENV, DeployconvError
+from deployconv.core.fsio import atomic_dir
 from deployconv.matrix.results import output_hash
 from deployconv.matrix.spec import HOST, JobSpec
 
@@ -83,7 +83,7 @@ def parity_summary(parity: dict[str, Any]) -> dict[str, Any]:
 def _export(job: JobSpec, out: Path, opts: StepOptions) -> dict[str, Any]:
     import torch
 
-    from deployconv.export.pipeline import ExportOptions, export
+    from deployconv.pipeline.export import ExportOptions, export
 
     torch.set_num_threads(opts.threads)
     result = export(job.model, job.target, out, force=True,
@@ -97,16 +97,16 @@ def _export(job: JobSpec, out: Path, opts: StepOptions) -> dict[str, Any]:
 
 
 def _bundle(job: JobSpec, src: Path, out: Path) -> dict[str, Any]:
-    from deployconv.export.bundle import make_bundle
+    from deployconv.pipeline.bundle import make_bundle
 
     b = make_bundle(src, out, force=True)
     return {"files": b.files, "tar_sha256": b.tar_sha256, "trtexec": b.trtexec, "notes": b.notes}
 
 
 def _build_engine(job: JobSpec, src: Path, out: Path) -> dict[str, Any]:
+    from deployconv.core.target import target_of_manifest
     from deployconv.engine.builder import build_engine
-    from deployconv.export.manifest import read_manifest, write_manifest
-    from deployconv.export.targets import target_of_manifest
+    from deployconv.trust.manifest import read_manifest, write_manifest
 
     with atomic_dir(out, force=True) as tmp:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
@@ -122,7 +122,7 @@ def _build_engine(job: JobSpec, src: Path, out: Path) -> dict[str, Any]:
 
 
 def _validate(job: JobSpec, src: Path, out: Path) -> dict[str, Any]:
-    from deployconv.validate.recheck import recheck_dir
+    from deployconv.validate.export_dir import recheck_dir
 
     r = recheck_dir(src, torch_free=job.device != HOST)
     summary = {"parity": parity_summary(r["parity"]), "mode": r["mode"], "runtimes": r["runtimes"],
@@ -138,8 +138,8 @@ def _validate(job: JobSpec, src: Path, out: Path) -> dict[str, Any]:
 def _bench(job: JobSpec, src: Path, out: Path, opts: StepOptions) -> dict[str, Any]:
     import numpy as np
 
-    from deployconv.export.manifest import read_manifest
     from deployconv.runtime import load_runner, random_feed
+    from deployconv.trust.manifest import read_manifest
     from deployconv.validate.latency import benchmark
 
     runtime = "trt" if read_manifest(src).get("runtime") == "tensorrt" else "ort-cpu"
@@ -162,7 +162,7 @@ def _bench(job: JobSpec, src: Path, out: Path, opts: StepOptions) -> dict[str, A
 
 
 def _check(job: JobSpec, src: Path, out: Path) -> dict[str, Any]:
-    from deployconv.validate.device_check import check_bundle
+    from deployconv.validate.device import check_bundle
 
     report = check_bundle(src)
     summary = {"checks": {c.name: c.status for c in report.checks}, "runtime": report.runtime,

@@ -3,7 +3,7 @@ arrival. Pure stdlib; no ray here.
 
 A payload is (manifest sha256 or None, tar bytes). On arrival the directory is unpacked, the manifest's own
 hash compared with the one the sender computed, and every file listed in the manifest re-hashed
-(deployconv.export.manifest.verify_hashes): a bundle that changed on the way is refused, never run.
+(deployconv.trust.manifest.verify_hashes): a bundle that changed on the way is refused, never run.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import io
 import tarfile
 from pathlib import Path
 
-from deployconv.errors import CheckFailedError
+from deployconv.core.errors import CheckFailedError
 from deployconv.matrix.results import sha256_file
 
 Payload = tuple[str | None, bytes]
@@ -31,7 +31,7 @@ def pack(directory: Path) -> Payload:
 
 def unpack(payload: Payload, dest: Path) -> Path:
     """Unpack into `dest` (created) and verify; CheckFailedError when the content is not what was sent."""
-    from deployconv.export.manifest import read_manifest, verify_hashes
+    from deployconv.trust.manifest import read_manifest, verify_hashes
 
     expected, data = payload
     dest = Path(dest)

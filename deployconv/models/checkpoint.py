@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 
 # Wrappers official training scripts put around the state dict, tried in this order.
 _WRAPPER_KEYS = ("model", "state_dict", "model_state_dict", "module")
@@ -42,7 +42,7 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str | No
         with torch.serialization.safe_globals([argparse.Namespace]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except OSError:
-        raise  # the disk, not the file's content: deployconv.os_errors says what and how to fix
+        raise  # the disk, not the file's content: deployconv.core.os_errors says what and how to fix
     except Exception as e:  # torch's restricted unpickler on arbitrary bytes raises anything (IndexError, KeyError..)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise BadInputError(

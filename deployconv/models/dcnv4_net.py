@@ -112,7 +112,7 @@ class DCNv4Net(nn.Module):
         stages = tuple(f"c{i + 2}" for i in range(len(depths)))  # level i runs at stride 4 * 2**i
         unknown = sorted(set(features or ()) - set(stages))
         if unknown:
-            from deployconv.errors import BadInputError
+            from deployconv.core.errors import BadInputError
 
             raise BadInputError(f"unknown feature stage(s) {unknown} for {len(depths)} levels",
                                 fix=f"choose from {', '.join(stages)} (c<k> is stride 2**k)")

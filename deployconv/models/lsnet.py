@@ -16,17 +16,17 @@ import torch
 import torch.fx
 from torch import Tensor, nn
 
-from deployconv.errors import BadInputError
-from deployconv.models.registry import ModelInfo, register_model
-from deployconv.ops.ska import SKA
-from deployconv.reparam.fusion import average_linears, bn_stats, fuse_conv_bn, identity_kernel, merge_parallel
-from deployconv.reparam.modules import (
+from deployconv.core.errors import BadInputError
+from deployconv.layers.fusion import average_linears, bn_stats, fuse_conv_bn, identity_kernel, merge_parallel
+from deployconv.layers.modules import (
     ChannelAffine,
     conv_with,
     fuse_bn_linear_modules,
     fuse_conv_bn_modules,
     linear_with,
 )
+from deployconv.models.registry import ModelInfo, register_model
+from deployconv.ops.ska import SKA
 
 __all__ = ["LSNet", "checkpoint_filter_fn"]
 

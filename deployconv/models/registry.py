@@ -13,7 +13,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 
 # Family modules by name prefix, imported on first use: `create_model("repvgg_a0")` imports only repvgg.
 _FAMILY_MODULES = {

@@ -18,10 +18,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
+from deployconv.layers.modules import fuse_conv_bn_modules, is_bn
 from deployconv.models.registry import ModelInfo, register_model
 from deployconv.ops.deform_conv import ModulatedDeformConv2dPack
-from deployconv.reparam.modules import fuse_conv_bn_modules, is_bn
 
 
 class Bottleneck(nn.Module):

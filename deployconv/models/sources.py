@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 
 
 def _import_file(path: Path):
@@ -54,7 +54,7 @@ def load_user_model(source: str, **kwargs: Any):
         raise BadInputError(f"{source} returned {type(model).__name__}, not a torch.nn.Module",
                             fix="the factory must return the model (an nn.Module)")
     model.deployconv_name = source
-    # The declared-inputs convention (deployconv.export.io_torch): `example_inputs` (and `dims`) beside the factory.
+    # The declared-inputs convention (deployconv.models.io): `example_inputs` (and `dims`) beside the factory.
     for attr_name, dest in (("example_inputs", "deployconv_example_inputs"), ("dims", "deployconv_example_dims")):
         value = getattr(module, attr_name, None)
         if value is not None:

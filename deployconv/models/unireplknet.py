@@ -4,7 +4,7 @@ The ImageNet-1k models a/f/p/n/t/s with the official parameter names, so the rel
 they are. Both forms are built here: the train form (Dilated Reparam Blocks with their parallel dilated
 branches, BatchNorms, GRN bias, layer scale) and, with `deploy=True`, the inference form the official
 `reparameterize_unireplknet()` produces. Each block carries its own `reparameterize()` (in place, idempotent)
-for the model-wide walker; the arithmetic is the pure math of `deployconv.reparam.fusion`.
+for the model-wide walker; the arithmetic is the pure math of `deployconv.layers.fusion`.
 
 Blocks (NCHW unless said): x + drop_path(gamma * pwconv2(act(pwconv1(se(norm(dwconv(x)))))))
 """
@@ -16,10 +16,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
+from deployconv.layers.fusion import bn_stats, dilate_kernel, fuse_conv_bn, fuse_linear_bn, merge_parallel
+from deployconv.layers.modules import conv_with, is_bn, linear_with
 from deployconv.models.registry import ModelInfo, register_model
-from deployconv.reparam.fusion import bn_stats, dilate_kernel, fuse_conv_bn, fuse_linear_bn, merge_parallel
-from deployconv.reparam.modules import conv_with, is_bn, linear_with
 
 # (kernel k, dilation r) of the parallel branches of a Dilated Reparam Block, by its large kernel size K.
 DEFAULT_DILATED_BRANCHES: dict[int, tuple[tuple[int, int], ...]] = {

@@ -31,7 +31,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 from deployconv.ops.registry import OpEntry, plugin_node
 
 QUALNAME = "deployconv::dcnv4"

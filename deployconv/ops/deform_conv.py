@@ -27,9 +27,9 @@ import math
 import torch
 from torch import Tensor, nn
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
+from deployconv.layers.fusion import bn_stats, fuse_conv_bn
 from deployconv.ops.registry import OpEntry, plugin_node
-from deployconv.reparam.fusion import bn_stats, fuse_conv_bn
 
 QUALNAME = "deployconv::deform_conv2d"
 

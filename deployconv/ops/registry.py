@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import import_module
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 
 LOWERINGS = ("standard", "plugin")
 _OP_MODULES = ("deployconv.ops.ska", "deployconv.ops.deform_conv", "deployconv.ops.dcnv4")

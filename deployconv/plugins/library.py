@@ -2,7 +2,7 @@
 
 Front doors: `plugin_library(path=None)` finds the built library and says what it is (sha256, CUDA archs, entry
 points, whether this GPU can run it); `build_plugins(archs, out, force)` runs CMake into a fresh directory that
-replaces `out` only when the build succeeded. Loading into TensorRT is `deployconv.engine.plugin_loading` (once per
+replaces `out` only when the build succeeded. Loading into TensorRT is `deployconv.runtime.plugin_loading` (once per
 process).
 
 Every decision (where to look, what cuobjdump's listing means, which GPU runs which arch, which CMake command
@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from deployconv.errors import BadInputError, MissingEnvironmentError
+from deployconv.core.errors import BadInputError, MissingEnvironmentError
 
 LIBRARY_NAME = "libdeployconv_plugins.so"
 KERNELS_NAME = "libdeployconv_kernels.a"
@@ -348,8 +348,8 @@ def build_plugins(archs: Sequence[int] | None = None, out: str | Path | None = N
     replaced in one rename after a successful build, so a failed build leaves the previous one intact.
     The TensorRT library is built where TensorRT 10+ headers are found (`tensorrt_root` or $TENSORRT_ROOT or the
     system), otherwise only the kernels: the result says which and why."""
-    from deployconv import __version__
-    from deployconv.atomic import atomic_dir, refuse_overwrite
+    from deployconv.core.fsio import atomic_dir, refuse_overwrite
+    from deployconv.core.version import __version__
     from deployconv.plugins.table import PLUGINS
 
     out_dir = Path(out) if out is not None else DEFAULT_OUT

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 
 # nvinfer1::PluginFieldType values (NvInferRuntimePlugin.h / NvInferPluginBase.h, identical in 10.3, 10.16, 11.1)
 K_FLOAT16, K_FLOAT32, K_FLOAT64, K_INT8, K_INT16, K_INT32, K_CHAR, K_INT64 = 0, 1, 2, 3, 4, 5, 6, 10

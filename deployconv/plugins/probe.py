@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from deployconv.errors import MissingEnvironmentError
+from deployconv.core.errors import MissingEnvironmentError
 from deployconv.plugins.trt_headers import TrtHeaders
 
 SOURCE_DIR = Path(__file__).resolve().parents[2] / "plugins_cpp"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from deployconv.atomic import refuse_overwrite, write_atomic
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
+from deployconv.core.fsio import refuse_overwrite, write_atomic
 
 FORMAT = "deployconv.deploy/1"
 

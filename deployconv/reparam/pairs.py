@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch.fx
 from torch import nn
 
-from deployconv.reparam.modules import is_bn, is_conv
+from deployconv.layers.modules import is_bn, is_conv
 
 
 @dataclass(frozen=True)

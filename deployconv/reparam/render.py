@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from deployconv.console import fmt_int, fmt_sci, out, table
+from deployconv.core.console import fmt_int, fmt_sci, out, table
 from deployconv.reparam.report import ReparamReport
 
 

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from deployconv.reparam.fusion import bn_stats, fuse_conv_bn
+from deployconv.layers.fusion import bn_stats, fuse_conv_bn
 from deployconv.reparam.pairs import find_pairs
 
 __all__ = ["SkippedPair", "TuneModeReport", "TunePair", "tune_mode", "tune_mode_pairs", "tune_mode_report"]

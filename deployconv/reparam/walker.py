@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from deployconv.errors import BadInputError, CheckFailedError
-from deployconv.reparam.modules import (
+from deployconv.core.errors import BadInputError, CheckFailedError
+from deployconv.layers.modules import (
     fuse_bn_linear_modules,
     fuse_conv_bn_modules,
     fuse_linear_bn_modules,

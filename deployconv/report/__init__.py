@@ -11,8 +11,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deployconv.atomic import atomic_path, refuse_overwrite
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
+from deployconv.core.fsio import atomic_path, refuse_overwrite
 from deployconv.report.page import Page, build_page
 from deployconv.report.source import ExportDir, load_export_dir
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from deployconv import __version__
+from deployconv.core.version import __version__
 from deployconv.report import conditions, plots
 from deployconv.report.accuracy_section import accuracy_section
 from deployconv.report.gate_section import gate_section

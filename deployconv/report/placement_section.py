@@ -1,5 +1,5 @@
 """Where each layer runs on a DLA target (DLA or GPU fallback), from the manifest's `dla` section
-(deployconv.export.dla.DlaReport.to_dict(): settings, `layers` of {"name", "op", "device", "reason",
+(deployconv.engine.dla.DlaReport.to_dict(): settings, `layers` of {"name", "op", "device", "reason",
 "approximate"}, `graph_problems`, `not_layers`, `notes`, `counts`), or a bare list of layer entries. TensorRT
 falls back to the GPU silently; this table is where a user sees it."""
 

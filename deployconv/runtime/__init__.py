@@ -11,7 +11,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-from deployconv.errors import BadInputError, MissingEnvironmentError
+from deployconv.core.errors import BadInputError, MissingEnvironmentError
 from deployconv.runtime.base import Runner, TensorMeta, is_dynamic, random_feed
 from deployconv.runtime.ort import CPU, CUDA, OrtRunner, available_cpus, resolve_providers, sha256_of
 

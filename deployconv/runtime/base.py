@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 
 Dim = int | str | None  # an int is a static dim; a str (named) or None (anonymous) is dynamic
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from deployconv.errors import BadInputError, MissingEnvironmentError
+from deployconv.core.errors import BadInputError, MissingEnvironmentError
 
 BACKENDS = ("auto", "torch", "cuda-python")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from deployconv.errors import BadInputError, MissingEnvironmentError
+from deployconv.core.errors import BadInputError, MissingEnvironmentError
 from deployconv.runtime.base import Runner, TensorMeta
 
 CPU = "CPUExecutionProvider"
@@ -42,7 +42,7 @@ def available_cpus() -> int:
 def sha256_of(path_or_bytes: str | os.PathLike[str] | bytes) -> str:
     if isinstance(path_or_bytes, bytes | bytearray | memoryview):
         return hashlib.sha256(path_or_bytes).hexdigest()
-    from deployconv.export.manifest import sha256_file
+    from deployconv.trust.manifest import sha256_file
 
     return sha256_file(Path(path_or_bytes))
 

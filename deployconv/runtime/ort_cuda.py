@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from deployconv.errors import MissingEnvironmentError
+from deployconv.core.errors import MissingEnvironmentError
 from deployconv.runtime.ort import CPU, CUDA, OrtRunner, _import_ort
 
 

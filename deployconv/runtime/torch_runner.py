@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 from deployconv.runtime.base import Runner, TensorMeta
 
 

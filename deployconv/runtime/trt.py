@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from deployconv.errors import BadInputError, CheckFailedError, MissingEnvironmentError
+from deployconv.core.errors import BadInputError, CheckFailedError, MissingEnvironmentError
 from deployconv.runtime.base import Runner, TensorMeta
 from deployconv.validate.latency import BenchResult, LatencyStats, benchmark, summarize
 
@@ -177,8 +177,8 @@ class TrtRunner(Runner):
         if not self.engine_path.is_file():
             raise BadInputError(f"{self.engine_path}: no such engine file",
                                 fix="build one with deployconv's engine build (or trtexec --saveEngine)")
-        from deployconv.engine.plugin_loading import resolve_library_paths
         from deployconv.runtime.ort import sha256_of
+        from deployconv.runtime.plugin_loading import resolve_library_paths
 
         self.plugins = resolve_library_paths(plugins or ())  # absolute: load_library would search LD paths
         self.source = str(self.engine_path)
@@ -210,14 +210,14 @@ class TrtRunner(Runner):
     # --- activation ---
     def activate_impl(self) -> None:
         from deployconv.engine.builder import capturing_logger, import_tensorrt
-        from deployconv.engine.load_policy import (
+        from deployconv.runtime import cuda_io
+        from deployconv.runtime.load_policy import (
             apply_runtime_settings,
             plan_facts_near,
             plugins_to_load,
             runtime_settings,
         )
-        from deployconv.engine.plugin_loading import load_plugin_libraries
-        from deployconv.runtime import cuda_io
+        from deployconv.runtime.plugin_loading import load_plugin_libraries
 
         facts = plan_facts_near(self.engine_path)  # decided before TensorRT: a refusal needs no GPU
         settings = runtime_settings(facts, allow_host_code=self.allow_host_code, dla_core=self.dla_core,

@@ -153,7 +153,7 @@ def verify_closed(directory: Path, manifest: dict[str, Any], *, fresh: bool = Fa
 def require_closed(directory: Path, manifest: dict[str, Any], *, fresh: bool = False,
                    error: type | None = None, fix: str = "") -> Integrity:
     """verify_closed, raising `error` (default CheckFailedError, exit 1) that names every problem."""
-    from deployconv.errors import CheckFailedError
+    from deployconv.core.errors import CheckFailedError
 
     result = verify_closed(directory, manifest, fresh=fresh)
     if not result.ok:

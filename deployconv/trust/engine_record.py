@@ -10,15 +10,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from deployconv.atomic import write_text_atomic
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
+from deployconv.core.fsio import write_text_atomic
 from deployconv.trust.closed import MANIFEST, require_closed
 
 
 def verify_before_build(folder: Path, onnx_path: Path) -> dict[str, Any]:
     """The folder's manifest after the closed check (CheckFailedError, exit 1, naming each file), with the ONNX to
     build from one of its listed files."""
-    from deployconv.export.manifest import read_manifest
+    from deployconv.trust.manifest import read_manifest
 
     manifest = read_manifest(folder)
     require_closed(folder, manifest, fix="copy the bundle again (or re-export); build-engine builds only from "
@@ -35,7 +35,7 @@ def verify_before_build(folder: Path, onnx_path: Path) -> dict[str, Any]:
 
 def record_engine(folder: Path, dest: Path, entries: dict[str, Any]) -> str:
     """Record the engine built into `dest` in the folder's manifest where that is allowed; what was done."""
-    from deployconv.export.manifest import read_manifest, sha256_file
+    from deployconv.trust.manifest import read_manifest, sha256_file
     from deployconv.trust.pin import manifest_sha256
 
     manifest = read_manifest(folder)

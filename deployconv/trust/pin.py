@@ -7,8 +7,8 @@ import hashlib
 import re
 from pathlib import Path
 
-from deployconv.atomic import write_text_atomic
-from deployconv.errors import BadInputError, CheckFailedError
+from deployconv.core.errors import BadInputError, CheckFailedError
+from deployconv.core.fsio import write_text_atomic
 from deployconv.trust.closed import MANIFEST
 
 PIN_SUFFIX = ".manifest.sha256"

@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 from deployconv.trust.paths import path_problem
 
 EXPORT_FORMAT = "deployconv.export/1"

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deployconv.atomic import refuse_overwrite, write_atomic
-from deployconv.errors import BadInputError, CheckFailedError, MissingEnvironmentError
+from deployconv.core.errors import BadInputError, CheckFailedError, MissingEnvironmentError
+from deployconv.core.fsio import refuse_overwrite, write_atomic
 from deployconv.trust.closed import MANIFEST, SIGNATURE
 
 ALGORITHM = "ed25519"

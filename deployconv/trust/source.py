@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 
 
 def source_file(source: str) -> Path | None:

@@ -7,8 +7,8 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from deployconv.atomic import atomic_dir
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
+from deployconv.core.fsio import atomic_dir
 from deployconv.trust.paths import path_problem
 
 MAX_MEMBERS = 100_000

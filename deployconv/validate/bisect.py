@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import onnx
 
-from deployconv.export.targets import Budget
+from deployconv.core.target import Budget
 from deployconv.validate.metrics import compare
 from deployconv.validate.parity import budget_failures
 

@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 from deployconv.validate.fingerprint import IDENTITY_FIELDS, comparable
 from deployconv.validate.gate_stats import (
     METRIC_PERCENTILES,

@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from deployconv.atomic import write_text_atomic
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
+from deployconv.core.fsio import write_text_atomic
 from deployconv.validate.latency import BenchResult
 
 

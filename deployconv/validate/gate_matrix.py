@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 from deployconv.validate.gate import GateResult, gate
 from deployconv.validate.gate_baseline import load_run
 

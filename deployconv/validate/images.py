@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm"}
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 from deployconv.validate.fingerprint import Fingerprint, collect
 
 SCHEMA = "deployconv.bench/1"

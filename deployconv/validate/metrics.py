@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from deployconv.errors import CheckFailedError
+from deployconv.core.errors import CheckFailedError
 
 TOPK = 5
 

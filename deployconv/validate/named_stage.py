@@ -30,7 +30,7 @@ def runner_stage(runner: Any, plan_names: list[str], max_batch: int | None = Non
             chunks.append(runner.infer(part))
         missing = [n for n in plan_names if n not in chunks[0]]
         if missing:
-            from deployconv.errors import CheckFailedError
+            from deployconv.core.errors import CheckFailedError
 
             raise CheckFailedError(f"{runner.name} has no output(s) {missing}",
                                    why=f"its outputs: {list(chunks[0])}; the manifest records {plan_names}",

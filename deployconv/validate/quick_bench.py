@@ -83,6 +83,6 @@ class _Flat:
         return getattr(self.module, name)
 
     def __call__(self, *args):
-        from deployconv.export.outputs import flatten
+        from deployconv.core.outputs import flatten
 
         return tuple(flatten(self.module(*args)).tensors)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 
 REQUIRED = ("input", "expected")
 _FIX = "re-export (reference.npz is written by `deployconv export`), or copy the bundle again"

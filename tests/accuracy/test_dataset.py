@@ -13,7 +13,7 @@ from PIL import Image
 
 from deployconv.accuracy import dataset
 from deployconv.accuracy.dataset import read_class_index, scan_image_folder, stream_batches
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 from deployconv.models.registry import ModelInfo
 
 INFO = ModelInfo(input_size=(3, 8, 8), crop_pct=1.0, interpolation="bilinear")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from deployconv.accuracy.precision_search import Candidate, choose, pareto_front
-from deployconv.cli import app
+from deployconv.cli.app import app
 from tests.accuracy.digits import Digits, plant_outlier
 
 runner = CliRunner()
@@ -46,7 +46,7 @@ def test_planted_sensitive_layer_is_found(digits: Digits, tmp_path: Path) -> Non
     assert any(c["pareto"] for c in result["candidates"])
     assert "| layers kept float |" in (out / "pareto.md").read_text()
 
-    from deployconv.export.targets import get_target
+    from deployconv.core.target import get_target
 
     tgt = get_target(str(out / "onnx-int8-keep.toml"))
     assert tgt.precision == "int8" and tuple(tgt.quant.keep_float) == tuple(chosen["keep"])

@@ -12,7 +12,7 @@ import pytest
 from onnx import numpy_helper
 from typer.testing import CliRunner
 
-from deployconv.cli import app
+from deployconv.cli.app import app
 from tests.accuracy.digits import Digits
 
 runner = CliRunner()

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from deployconv.accuracy.ledger import Tally, build_rows
-from deployconv.cli import app
+from deployconv.cli.app import app
 
 runner = CliRunner()
 

@@ -9,8 +9,8 @@ import onnxruntime as ort
 import pytest
 from typer.testing import CliRunner
 
-from deployconv.cli import app
-from deployconv.cli_bench import bench_cmd
+from deployconv.cli.app import app
+from deployconv.cli.bench import bench_cmd
 from tests.runtime import save, tiny_classifier
 
 # cli.py registers the command (one line); until it does, register it here so these tests exercise the
@@ -116,7 +116,7 @@ def test_missing_runtimes_exit_3(model, tmp_path):
 @pytest.fixture
 def fake_trt(monkeypatch):
     """A fake `tensorrt` and CUDA I/O (tests/fake_tensorrt.py): tests the command's wiring, not TensorRT."""
-    from deployconv.engine.plugin_loading import forget_loaded
+    from deployconv.runtime.plugin_loading import forget_loaded
     from tests.fake_tensorrt import install
 
     fake = install(monkeypatch)

@@ -12,7 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 from deployconv import __version__
-from deployconv.cli import app
+from deployconv.cli.app import app
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "tiny_model.py"
 runner = CliRunner()
@@ -94,7 +94,7 @@ def test_help(cmd):
 
 
 def test_failed_check_exits_1_without_traceback(monkeypatch, tmp_path):
-    import deployconv.reparam.modules as mods
+    import deployconv.layers.modules as mods
 
     real = mods.fuse_conv_bn_modules
 

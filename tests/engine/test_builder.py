@@ -11,6 +11,14 @@ import shlex
 
 import pytest
 
+from deployconv.core.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_CHECK_FAILED,
+    EXIT_MISSING_ENV,
+    BadInputError,
+    CheckFailedError,
+    MissingEnvironmentError,
+)
 from deployconv.engine.builder import (
     ENGINE_FILE,
     PLUGIN_PLACEHOLDER,
@@ -26,14 +34,6 @@ from deployconv.engine.builder import (
 from deployconv.engine.onnx_facts import facts_from_model
 from deployconv.engine.plan import make_plan
 from deployconv.engine.spec import EngineSpec
-from deployconv.errors import (
-    EXIT_BAD_INPUT,
-    EXIT_CHECK_FAILED,
-    EXIT_MISSING_ENV,
-    BadInputError,
-    CheckFailedError,
-    MissingEnvironmentError,
-)
 from tests.engine import error_of
 from tests.engine.graphs import conv_net, plugin_net
 from tests.runtime import save

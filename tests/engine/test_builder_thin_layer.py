@@ -13,13 +13,13 @@ import os
 
 import pytest
 
+from deployconv.core.errors import BadInputError, CheckFailedError
 from deployconv.engine.builder import ENGINE_FILE, build_engine, check_profile_index, parser_issue
 from deployconv.engine.inspector import LAYERS_FILE
 from deployconv.engine.onnx_facts import facts_from_model
 from deployconv.engine.plan import make_plan
-from deployconv.engine.plugin_loading import forget_loaded, libraries_to_load, resolve_library_paths
 from deployconv.engine.spec import EngineSpec
-from deployconv.errors import BadInputError, CheckFailedError
+from deployconv.runtime.plugin_loading import forget_loaded, libraries_to_load, resolve_library_paths
 from tests.engine.graphs import conv_net, plugin_net
 from tests.fake_tensorrt import FakeParserError, FakeTensorRT, LegacyParserError
 from tests.runtime import save
@@ -129,7 +129,7 @@ def test_layer_report_is_written_and_compared(fake, tmp_path):
 
 
 def test_build_engine_cli_lists_the_differences(capsys):
-    from deployconv.cli_engine import render_layer_report
+    from deployconv.cli.engine import render_layer_report
 
     render_layer_report({"file": LAYERS_FILE, "layers": 3, "on_dla": 0,
                          "differences": ["Conv_2: asked fp16, ran in fp32 (engine layer 'Conv_2')"]})

@@ -20,6 +20,7 @@ import json
 
 import pytest
 
+from deployconv.core.errors import BadInputError
 from deployconv.engine.inspector import (
     Expected,
     compare,
@@ -28,7 +29,6 @@ from deployconv.engine.inspector import (
     int8_nodes_of,
     parse_engine_information,
 )
-from deployconv.errors import BadInputError
 
 
 def _t(name, dims, fmt):

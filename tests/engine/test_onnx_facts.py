@@ -6,8 +6,8 @@ from __future__ import annotations
 import onnx
 import pytest
 
+from deployconv.core.errors import BadInputError
 from deployconv.engine.onnx_facts import facts_from_model, read_onnx_facts
-from deployconv.errors import BadInputError
 from tests.engine.graphs import conv_net, custom_domain_net, if_subgraph_net, plugin_net, two_batched_inputs
 
 

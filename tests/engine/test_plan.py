@@ -7,10 +7,10 @@ import json
 
 import pytest
 
+from deployconv.core.errors import EXIT_BAD_INPUT, EXIT_MISSING_ENV, BadInputError, MissingEnvironmentError
 from deployconv.engine.onnx_facts import facts_from_model
 from deployconv.engine.plan import TrtVersion, make_plan
 from deployconv.engine.spec import EngineSpec
-from deployconv.errors import EXIT_BAD_INPUT, EXIT_MISSING_ENV, BadInputError, MissingEnvironmentError
 from tests.engine import error_of
 from tests.engine.graphs import conv_net, custom_domain_net, plugin_net
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from deployconv.core.errors import EXIT_BAD_INPUT, EXIT_MISSING_ENV, BadInputError, MissingEnvironmentError
 from deployconv.engine.onnx_facts import facts_from_model
 from deployconv.engine.precision import plan_precision
-from deployconv.errors import EXIT_BAD_INPUT, EXIT_MISSING_ENV, BadInputError, MissingEnvironmentError
 from tests.engine import error_of
 from tests.engine.graphs import conv_net
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from deployconv.core.errors import BadInputError
 from deployconv.engine.onnx_facts import facts_from_model
 from deployconv.engine.profiles import make_profile
 from deployconv.engine.spec import EngineSpec
-from deployconv.errors import BadInputError
 from tests.engine.graphs import conv_net, two_batched_inputs
 from tests.runtime import tiny_classifier
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from deployconv.core.errors import EXIT_BAD_INPUT, BadInputError
 from deployconv.engine.spec import EngineSpec, engine_spec_for
-from deployconv.errors import EXIT_BAD_INPUT, BadInputError
 
 
 def test_defaults_are_a_plain_gpu_build():
@@ -108,7 +108,7 @@ def test_targets_without_name_or_of_unknown_kind_are_bad_input():
 
 
 def test_every_builtin_target_gives_a_valid_spec():
-    from deployconv.export.targets import TARGETS
+    from deployconv.core.target import TARGETS
 
     for name, target in TARGETS.items():
         s = engine_spec_for(target)

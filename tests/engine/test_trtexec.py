@@ -137,7 +137,7 @@ VERSIONS = ["8.5.2", "8.6.1", "10.1", "10.3", "10.7", "10.13", "10.16", "11.0", 
 
 
 def _plans():
-    from deployconv.errors import DeployconvError
+    from deployconv.core.errors import DeployconvError
 
     for spec, facts, libs in CASES:
         for version in VERSIONS:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from deployconv.export.pipeline import ExportOptions, export
 from deployconv.models.resnet_dcn import ResNetDCN
 from deployconv.ops.deform_conv import ModulatedDeformConv2dPack
+from deployconv.pipeline.export import ExportOptions, export
 from tests.helpers import randomize_
 
 

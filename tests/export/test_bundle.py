@@ -15,12 +15,12 @@ import typer
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
-from deployconv.errors import BadInputError
-from deployconv.export.bundle import FIXED_MTIME, make_bundle, repo_root, tarball_for, trtexec_line
-from deployconv.export.bundle_readme import PLUGIN_LIBRARY, ReadmeFacts, render_readme
-from deployconv.export.manifest import read_manifest, sha256_file, verify_hashes
-from deployconv.export.pipeline import ExportOptions, export
-from deployconv.export.targets import get_target
+from deployconv.core.errors import BadInputError
+from deployconv.core.target import get_target
+from deployconv.pipeline.bundle import FIXED_MTIME, make_bundle, repo_root, tarball_for, trtexec_line
+from deployconv.pipeline.bundle_readme import PLUGIN_LIBRARY, ReadmeFacts, render_readme
+from deployconv.pipeline.export import ExportOptions, export
+from deployconv.trust.manifest import read_manifest, sha256_file, verify_hashes
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "tiny_model.py"
 REPO = repo_root()
@@ -70,7 +70,7 @@ def test_contents_and_hashes_cover_every_file(bundle, snapshot, onnx_export):
     assert plugin_files and {f"plugins/{f}" for f in plugin_files} <= set(man["files"])
     assert man["files"]["plugins/CMakeLists.txt"] == sha256_file(snapshot / "plugins_cpp" / "CMakeLists.txt")
     assert man["files"]["deployconv_src/pyproject.toml"] == sha256_file(snapshot / "pyproject.toml")
-    assert (out / "deployconv_src" / "deployconv" / "export" / "target_files" / "onnx.toml").is_file()
+    assert (out / "deployconv_src" / "deployconv" / "core" / "target_files" / "onnx.toml").is_file()
     assert not list(out.rglob("__pycache__")) and not list(out.rglob("*.pyc"))
     assert man["bundle"]["format"] == "deployconv.bundle/1" and man["target"] == "onnx"
     assert man["bundle"]["plugin_sources"] == len(plugin_files)
@@ -176,7 +176,7 @@ def test_trtexec_line_comes_from_the_engine_plan():
 
 
 def test_bundle_lines_load_the_plugin_library_dynamically_to_build_and_to_run():
-    from deployconv.export.bundle import trtexec_lines
+    from deployconv.pipeline.bundle import trtexec_lines
 
     build, run, note = trtexec_lines(_static_model(True), get_target("trt-fp16"))
     assert note == "TensorRT 10.1"
@@ -190,7 +190,7 @@ def test_bundle_lines_load_the_plugin_library_dynamically_to_build_and_to_run():
 
 
 def _app() -> typer.Typer:
-    from deployconv.cli_device import bundle_cmd, check_cmd
+    from deployconv.cli.device import bundle_cmd, check_cmd
 
     app = typer.Typer()
     app.command("bundle")(bundle_cmd)

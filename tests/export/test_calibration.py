@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 from deployconv.export.precision.calibration import (
     CalibrationData,
     calibration_from_images,

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from deployconv.errors import BadInputError
-from deployconv.export.dla import check_dla_limits, dla_capability
-from deployconv.export.targets import get_target
+from deployconv.core.errors import BadInputError
+from deployconv.core.target import get_target
+from deployconv.engine.dla import check_dla_limits, dla_capability
 
 DLA = get_target("jetson-orin-dla-fp16")
 DLA_INT8 = get_target("jetson-orin-dla-int8")

@@ -9,9 +9,9 @@ import onnx
 import pytest
 from onnx import TensorProto
 
+from deployconv.core.errors import BadInputError
 from deployconv.engine import engine_spec_for, facts_from_model, make_plan, read_onnx_facts, trtexec_argv
-from deployconv.errors import BadInputError
-from deployconv.export.pipeline import ExportOptions, export
+from deployconv.pipeline.export import ExportOptions, export
 from tests.engine.graphs import conv_net
 
 TINY = f"{Path(__file__).parents[1] / 'fixtures' / 'tiny_model.py'}:build"

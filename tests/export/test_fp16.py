@@ -11,11 +11,11 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from deployconv.errors import BadInputError, CheckFailedError
+from deployconv.core.errors import BadInputError, CheckFailedError
+from deployconv.core.target import Budget
 from deployconv.export.precision.fp16 import FP16_MAX, convert_fp16, fp16_array, to_fp16
 from deployconv.export.precision.fp16_emulate import emulation_twin
 from deployconv.export.precision.fp16_guard import FP16_BUDGET, guard_fp16
-from deployconv.export.targets import Budget
 from deployconv.validate.metrics import compare
 
 F32, F16 = TensorProto.FLOAT, TensorProto.FLOAT16
@@ -456,10 +456,10 @@ def test_guard_raises_when_rounds_run_out():
 def _export(name: str, hw: int) -> onnx.ModelProto:
     import torch
 
+    from deployconv.core.target import get_target
     from deployconv.export.onnx_export import export_onnx
-    from deployconv.export.pipeline import create_seeded
     from deployconv.export.simplify import simplify
-    from deployconv.export.targets import get_target
+    from deployconv.pipeline.export import create_seeded
     from deployconv.reparam import reparameterize
 
     target = get_target("onnx")

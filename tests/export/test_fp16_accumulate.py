@@ -142,9 +142,9 @@ def test_guard_keep_list_moves_when_the_reduction_precision_matters() -> None:
     accumulation breaks the budget: a 64x64 map of values ~19.5 (the conv sums three inputs of 6..7) sums to
     ~80,000 per channel on the way to a mean of 19.5, past fp16's 65,504 (inf); a map of values ~0.45 stays
     fp16."""
+    from deployconv.core.target import Budget
     from deployconv.export.precision.fp16_guard import guard_fp16
     from deployconv.export.precision.fp16_rules import REDUCTION
-    from deployconv.export.targets import Budget
 
     budget = Budget(max_abs_rel_scale=1e-3, min_cosine=0.999)
     rng = np.random.default_rng(0)

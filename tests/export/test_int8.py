@@ -11,13 +11,13 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from deployconv.errors import BadInputError, CheckFailedError
+from deployconv.core.errors import BadInputError, CheckFailedError
+from deployconv.core.target import Budget
 from deployconv.export.precision.calibration import synthetic_calibration
 from deployconv.export.precision.int8 import quantize_int8
 from deployconv.export.precision.int8_graph import DEQUANTIZE, QUANTIZE, GraphIndex, keep_outputs_float
 from deployconv.export.precision.qdq_rules import TENSORRT, check_qdq_placement, plan_qdq
 from deployconv.export.precision.sensitivity import INT8_BUDGET, ort_runner, quantize_within_budget
-from deployconv.export.targets import Budget
 from deployconv.validate.metrics import compare
 
 SHAPE = (3, 16, 16)

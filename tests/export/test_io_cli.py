@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from deployconv.cli import app
+from deployconv.cli.app import app
 
 FIX = Path(__file__).parents[1] / "fixtures" / "io"
 runner = CliRunner()
@@ -66,7 +66,7 @@ def test_detector_dict_outputs_dynamic_hw(tmp_path):
     ref = np.load(out / "reference.npz")
     assert ref["max/input/image"].shape[2:] == (160, 192) and "min/expected/feat.stage3" in ref.files
     # the PyTorch-side helper restores the module's structure from runtime outputs
-    from deployconv.export.outputs import restore
+    from deployconv.core.outputs import restore
 
     flat = {n: ref[f"opt/expected/{n}"] for n in io["outputs"]}
     assert set(restore(io["output_structure"], flat)["feat"]) == {"stage2", "stage3"}

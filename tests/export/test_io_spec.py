@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from deployconv.errors import BadInputError, CheckFailedError
-from deployconv.export.io_spec import DimRange, IOSpec, build_spec, check_for_target, parse_dim, parse_input
-from deployconv.export.io_torch import dynamic_shapes, run_checked, spec_from_examples
-from deployconv.export.outputs import check_same, flatten, restore
-from deployconv.export.reference import RefPoint, load_reference, save_reference
-from deployconv.export.targets import FP32_BUDGET, get_target
+from deployconv.core.errors import BadInputError, CheckFailedError
+from deployconv.core.io_spec import DimRange, IOSpec, build_spec, check_for_target, parse_dim, parse_input
+from deployconv.core.outputs import check_same, flatten, restore
+from deployconv.core.reference import RefPoint, load_reference, save_reference
+from deployconv.core.target import FP32_BUDGET, get_target
+from deployconv.models.io import dynamic_shapes, run_checked, spec_from_examples
 from deployconv.validate.parity import merge_points, run_chain
 
 
@@ -64,7 +64,7 @@ def test_build_spec_symbols():
 
 
 def test_dla_refuses_dynamic_dims_and_int64():
-    dla = next(t for t in __import__("deployconv.export.targets", fromlist=["x"]).builtin_targets().values()
+    dla = next(t for t in __import__("deployconv.core.target", fromlist=["x"]).builtin_targets().values()
                if t.uses_dla)
     dyn = build_spec([parse_input("image=1x3xHxW")], {"H": DimRange(64, 96, 128), "W": DimRange(64, 64, 64)},
                      batch=None, source="cli")

@@ -12,10 +12,10 @@ import pytest
 import torch
 from torch import nn
 
-from deployconv.errors import BadInputError, CheckFailedError
-from deployconv.export.manifest import read_manifest, verify_hashes
-from deployconv.export.pipeline import ExportOptions, export
-from deployconv.validate.recheck import recheck_dir
+from deployconv.core.errors import BadInputError, CheckFailedError
+from deployconv.pipeline.export import ExportOptions, export
+from deployconv.trust.manifest import read_manifest, verify_hashes
+from deployconv.validate.export_dir import recheck_dir
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "tiny_model.py"
 FAST = ExportOptions(bench=False)
@@ -109,8 +109,8 @@ def build_nan():
 
 
 def test_nan_in_chain_is_a_failure(tmp_path):
-    from deployconv.errors import CheckFailedError
-    from deployconv.export.targets import FP32_BUDGET
+    from deployconv.core.errors import CheckFailedError
+    from deployconv.core.target import FP32_BUDGET
     from deployconv.validate.parity import run_chain
 
     with pytest.raises(CheckFailedError, match="NaN/Inf"):
@@ -190,7 +190,7 @@ def test_broken_lowering_is_attributed_to_the_layer(tmp_path, monkeypatch):
 def test_trt_target_without_tensorrt_skips_the_engine_and_require_engine_exits_3(tmp_path):
     from typer.testing import CliRunner
 
-    from deployconv.cli import app
+    from deployconv.cli.app import app
 
     args = ["export", "--model", f"{FIXTURE}:build", "--target", "trt-fp32", "--no-bench"]
     ok = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a")])

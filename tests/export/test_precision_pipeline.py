@@ -13,12 +13,12 @@ import pytest
 from onnx import TensorProto, numpy_helper
 from typer.testing import CliRunner
 
-from deployconv.cli import app
-from deployconv.errors import BadInputError
-from deployconv.export.manifest import read_manifest, verify_hashes
-from deployconv.export.pipeline import ExportOptions, export
+from deployconv.cli.app import app
+from deployconv.core.errors import BadInputError
+from deployconv.pipeline.export import ExportOptions, export
 from deployconv.plugins.table import ONNX_DOMAIN
-from deployconv.validate.recheck import recheck_dir
+from deployconv.trust.manifest import read_manifest, verify_hashes
+from deployconv.validate.export_dir import recheck_dir
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 TINY = f"{FIXTURES / 'tiny_model.py'}:build"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from deployconv.errors import BadInputError
-from deployconv.export.targets import TARGET_DIR, builtin_targets, get_target, load_target_file
+from deployconv.core.errors import BadInputError
+from deployconv.core.target import TARGET_DIR, builtin_targets, get_target, load_target_file
 
 ISSUE_TARGETS = {
     "onnx", "ort-cpu", "onnx-fp16", "onnx-int8", "ort-cpu-int8", "trt-fp32", "trt-fp16", "trt-int8", "trt-bf16",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from deployconv.export.pipeline import ExportOptions, export
+from deployconv.pipeline.export import ExportOptions, export
 
 
 @pytest.mark.slow

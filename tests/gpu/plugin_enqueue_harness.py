@@ -237,7 +237,7 @@ class Unavailable(Exception):
 
 def build(workdir: Path, arch: int):
     """(headers, library, probe): kernels for `arch` with nvcc, library and probe with g++ (no CMake, no TensorRT)."""
-    from deployconv.errors import MissingEnvironmentError
+    from deployconv.core.errors import MissingEnvironmentError
     from deployconv.plugins.probe import build_host_library, build_kernels_archive, build_probe
     from deployconv.plugins.trt_headers import find_headers, missing_reason
 

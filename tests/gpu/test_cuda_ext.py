@@ -1,4 +1,4 @@
-"""deployconv.plugins.cuda_ext without a GPU: what it decides (sources, cache key, missing-environment reasons)
+"""deployconv.ops.cuda_ext without a GPU: what it decides (sources, cache key, missing-environment reasons)
 and that it refuses clearly: CPU tensors are a BadInputError, a machine without CUDA a MissingEnvironmentError
 that says what is missing. These run everywhere (no `gpu` marker)."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from deployconv.errors import BadInputError, MissingEnvironmentError
-from deployconv.plugins import cuda_ext
+from deployconv.core.errors import BadInputError, MissingEnvironmentError
+from deployconv.ops import cuda_ext
 
 
 def test_sources_are_every_kernel_and_the_binding():
@@ -79,7 +79,7 @@ def test_dwconv_wrapper_checks_its_own_arguments():
         cuda_ext.dwconv2d(x, torch.randn(8, 1, 7, 7), padding=0)
 
 
-# --- deployconv.plugins.cuda_swap without a GPU -------------------------------------------------------------------
+# --- deployconv.ops.cuda_swap without a GPU -------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def twice_op():
 
 
 def test_kernel_swap_switches_only_inside_the_block_and_only_for_supported_inputs(twice_op):
-    from deployconv.plugins.cuda_swap import KernelSwap, enabled
+    from deployconv.ops.cuda_swap import KernelSwap, enabled
 
     swap = KernelSwap("deployconv_swap_test::twice", "cpu", lambda x: x * 3, lambda x: x * 2,
                       lambda x: x.dtype == torch.float32)
@@ -112,8 +112,8 @@ def test_kernel_swap_switches_only_inside_the_block_and_only_for_supported_input
 
 
 def test_op_swaps_cover_deployconvs_ops_and_leave_cpu_calls_alone():
+    from deployconv.ops.cuda_swap import SWAPPABLE_OPS, cuda_kernels, op_swaps
     from deployconv.ops.ska import ska as ska_ref
-    from deployconv.plugins.cuda_swap import SWAPPABLE_OPS, cuda_kernels, op_swaps
 
     assert [s.qualname for s in op_swaps()] == [f"deployconv::{o}" for o in SWAPPABLE_OPS]
     with pytest.raises(ValueError, match="no CUDA kernel swap"):
@@ -138,7 +138,7 @@ def test_op_swaps_cover_deployconvs_ops_and_leave_cpu_calls_alone():
     (torch.nn.Linear(3, 3), "not an nn.Conv2d"),
 ])
 def test_depthwise_swap_reason(conv, reason):
-    from deployconv.plugins.cuda_swap import depthwise_swap_reason
+    from deployconv.ops.cuda_swap import depthwise_swap_reason
 
     got = depthwise_swap_reason(conv)
     assert got is None if reason is None else reason in got
@@ -148,7 +148,7 @@ def test_swap_depthwise_passes_stride_and_padding_to_the_kernel():
     """With F.conv2d standing in for the CUDA kernel the swapped model computes what the original did."""
     import torch.nn.functional as F
 
-    from deployconv.plugins.cuda_swap import swap_depthwise
+    from deployconv.ops.cuda_swap import swap_depthwise
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(4, 4, 7, padding=3, groups=4),

@@ -1,4 +1,4 @@
-"""The CUDA kernels (plugins_cpp/kernels, through deployconv.plugins.cuda_ext) against the PyTorch references
+"""The CUDA kernels (plugins_cpp/kernels, through deployconv.ops.cuda_ext) against the PyTorch references
 (deployconv/ops/*.py, the ground truth), for fp32 / fp16 / bf16 over shapes chosen to reach every code path:
 odd sizes, channel counts that are not a multiple of the vector width, misaligned pointers (scalar paths),
 stride 2, dilation, groups and offset groups, remove_center, non-square kernels, partial tiles.
@@ -24,7 +24,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from deployconv.errors import BadInputError, MissingEnvironmentError
+from deployconv.core.errors import BadInputError, MissingEnvironmentError
 
 pytestmark = [
     pytest.mark.gpu,
@@ -40,7 +40,7 @@ TINY = {torch.float32: 0.0, torch.float16: 2.0**-25, torch.bfloat16: 0.0}  # fp1
 
 @pytest.fixture(scope="module")
 def ext():
-    from deployconv.plugins.cuda_ext import load_extension
+    from deployconv.ops.cuda_ext import load_extension
 
     try:
         return load_extension()
@@ -108,8 +108,8 @@ SKA_SHAPES = [  # (B, C, H, W, G, misalign): W picks the vector width (odd W: sc
 @pytest.mark.parametrize("shape", SKA_SHAPES, ids=str)
 @pytest.mark.parametrize("epilogue", ["none", "scale_shift", "all"])
 def test_ska_matches_reference(ext, dtype, shape, epilogue):
+    from deployconv.ops.cuda_ext import ska
     from deployconv.ops.ska import ska as ska_ref
-    from deployconv.plugins.cuda_ext import ska
 
     b, c, h, w, g, mis = shape
     gen = torch.Generator().manual_seed(seed_of(shape, epilogue))
@@ -139,8 +139,8 @@ def test_ska_matches_reference(ext, dtype, shape, epilogue):
 
 def test_ska_residual_may_alias_x(ext):
     """LSConv's residual is x itself: the same buffer read twice."""
+    from deployconv.ops.cuda_ext import ska
     from deployconv.ops.ska import ska as ska_ref
-    from deployconv.plugins.cuda_ext import ska
 
     gen = torch.Generator().manual_seed(3)
     x, wt = rand((2, 16, 6, 8), torch.float32, gen), rand((2, 2, 9, 6, 8), torch.float32, gen)
@@ -165,8 +165,8 @@ DCN_CASES = [  # N, C, H, W, O, (kh, kw), stride, pad, dil, groups, offset_group
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("case", DCN_CASES, ids=str)
 def test_deform_conv2d_matches_reference(ext, dtype, case):
+    from deployconv.ops.cuda_ext import deform_conv2d
     from deployconv.ops.deform_conv import deform_conv2d as dcn_ref
-    from deployconv.plugins.cuda_ext import deform_conv2d
 
     n, c, h, w, o, (kh, kw), stride, pad, dil, groups, og, use_mask, use_bias = case
     st, pd, dl = [(v, v) if isinstance(v, int) else v for v in (stride, pad, dil)]
@@ -193,7 +193,7 @@ def test_deform_conv2d_matches_reference(ext, dtype, case):
 
 def test_deform_conv2d_zero_offsets_is_a_conv(ext):
     """At zero offsets and mask 1 DCNv2 is a plain conv: pins the (dy, dx) and point order independently."""
-    from deployconv.plugins.cuda_ext import deform_conv2d
+    from deployconv.ops.cuda_ext import deform_conv2d
 
     gen = torch.Generator().manual_seed(5)
     x, wt = rand((2, 6, 11, 9), torch.float32, gen), rand((8, 3, 3, 3), torch.float32, gen)
@@ -219,9 +219,9 @@ DCNV4_CASES = [  # N, H, W, G, D, (kh, kw), stride, pad, dil, offset_scale, remo
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("case", DCNV4_CASES, ids=str)
 def test_dcnv4_matches_reference(ext, dtype, case):
+    from deployconv.ops.cuda_ext import dcnv4
     from deployconv.ops.dcnv4 import dcnv4 as dcnv4_ref
     from deployconv.ops.dcnv4 import padded_dim
-    from deployconv.plugins.cuda_ext import dcnv4
 
     n, h, w, g, d, (kh, kw), stride, pad, dil, s, rc, mis = case
     sh_, sw_ = (stride, stride) if isinstance(stride, int) else stride
@@ -252,8 +252,8 @@ def test_dcnv4_matches_reference(ext, dtype, case):
 
 def test_dcnv4_repacks_an_unpadded_offset_mask(ext):
     """The reference accepts P >= G*K*3; the wrapper re-packs to the kernel's padded width."""
+    from deployconv.ops.cuda_ext import dcnv4
     from deployconv.ops.dcnv4 import dcnv4 as dcnv4_ref
-    from deployconv.plugins.cuda_ext import dcnv4
 
     gen = torch.Generator().manual_seed(7)
     value = rand((1, 6, 6, 2 * 16), torch.float32, gen)
@@ -285,7 +285,7 @@ DW_CASES = [  # N, C, H, W, k, stride, pad, bias
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("case", DW_CASES, ids=str)
 def test_dwconv2d_matches_reference(ext, dtype, case):
-    from deployconv.plugins.cuda_ext import dwconv2d
+    from deployconv.ops.cuda_ext import dwconv2d
 
     n, c, h, w, k, stride, pad, use_bias = case
     gen = torch.Generator().manual_seed(seed_of(case))
@@ -303,7 +303,7 @@ def test_dwconv2d_matches_reference(ext, dtype, case):
 
 
 def test_wrappers_reject_what_the_kernels_cannot_do(ext):
-    from deployconv.plugins.cuda_ext import deform_conv2d, dwconv2d, ska
+    from deployconv.ops.cuda_ext import deform_conv2d, dwconv2d, ska
 
     x = torch.randn(1, 8, 6, 6, device="cuda")
     with pytest.raises(BadInputError, match="stride"):
@@ -325,7 +325,7 @@ def test_c_api_rejects_unsupported_arguments(ext):
 
 def test_kernels_run_on_the_current_stream(ext):
     """Work queued on a side stream is ordered with the kernel (the binding passes the current stream)."""
-    from deployconv.plugins.cuda_ext import dwconv2d
+    from deployconv.ops.cuda_ext import dwconv2d
 
     side = torch.cuda.Stream()
     wt = torch.randn(16, 1, 7, 7, device="cuda")
@@ -340,16 +340,16 @@ def test_kernels_run_on_the_current_stream(ext):
     assert_within_bound(out, ref, mag, 50, ref_is_fp32=False, what="dwconv on a side stream")
 
 
-# --- the swap used by benchmarks/gpu_models (deployconv.plugins.cuda_swap) ----------------------------------------
+# --- the swap used by benchmarks/gpu_models (deployconv.ops.cuda_swap) ----------------------------------------
 
 
 def _op_calls(gen, dtype):
     """(name, call of the torch.library op, the same call on the kernel wrapper, on the reference)."""
+    from deployconv.ops import cuda_ext
     from deployconv.ops.dcnv4 import dcnv4 as dcnv4_ref
     from deployconv.ops.dcnv4 import padded_dim
     from deployconv.ops.deform_conv import deform_conv2d as dcn_ref
     from deployconv.ops.ska import ska as ska_ref
-    from deployconv.plugins import cuda_ext
 
     x, w = rand((2, 16, 7, 9), dtype, gen), rand((2, 2, 9, 7, 9), dtype, gen)
     dx, dw = rand((1, 8, 9, 11), dtype, gen), rand((16, 8, 3, 3), dtype, gen, scale=0.3)
@@ -371,7 +371,7 @@ def _op_calls(gen, dtype):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
 def test_cuda_kernels_route_the_ops_only_inside_the_block(ext, dtype):
     import deployconv.ops.dcnv4  # noqa: F401  (registers torch.ops.deployconv.dcnv4)
-    from deployconv.plugins.cuda_swap import cuda_kernels
+    from deployconv.ops.cuda_swap import cuda_kernels
 
     for name, op, kernel, reference in _op_calls(torch.Generator().manual_seed(11), dtype):
         with cuda_kernels():
@@ -381,8 +381,8 @@ def test_cuda_kernels_route_the_ops_only_inside_the_block(ext, dtype):
 
 
 def test_cuda_kernels_leave_unsupported_dtypes_to_the_reference(ext):
+    from deployconv.ops.cuda_swap import cuda_kernels
     from deployconv.ops.ska import ska as ska_ref
-    from deployconv.plugins.cuda_swap import cuda_kernels
 
     gen = torch.Generator().manual_seed(12)
     x, w = rand((1, 8, 5, 5), torch.float64, gen), rand((1, 1, 9, 5, 5), torch.float64, gen)
@@ -392,9 +392,9 @@ def test_cuda_kernels_leave_unsupported_dtypes_to_the_reference(ext):
 
 def test_cuda_kernels_reach_a_compiled_model(ext):
     """torch.compile keeps the custom op opaque: the switch is read at run time, inside the compiled graph."""
+    from deployconv.ops import cuda_ext
+    from deployconv.ops.cuda_swap import cuda_kernels
     from deployconv.ops.ska import SKA
-    from deployconv.plugins import cuda_ext
-    from deployconv.plugins.cuda_swap import cuda_kernels
 
     class Block(torch.nn.Module):
         def __init__(self):
@@ -413,8 +413,8 @@ def test_cuda_kernels_reach_a_compiled_model(ext):
 
 
 def test_kernel_depthwise_module_is_the_dwconv_kernel(ext):
-    from deployconv.plugins.cuda_ext import dwconv2d
-    from deployconv.plugins.cuda_swap import KernelDepthwiseConv2d, swap_depthwise
+    from deployconv.ops.cuda_ext import dwconv2d
+    from deployconv.ops.cuda_swap import KernelDepthwiseConv2d, swap_depthwise
 
     torch.manual_seed(14)
     net = torch.nn.Sequential(torch.nn.Conv2d(16, 16, 7, padding=3, groups=16), torch.nn.ReLU(),

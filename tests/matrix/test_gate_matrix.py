@@ -8,7 +8,7 @@ import json
 import numpy as np
 from typer.testing import CliRunner
 
-from deployconv.cli import app
+from deployconv.cli.app import app
 from deployconv.validate.fingerprint import Fingerprint
 from deployconv.validate.gate_matrix import gate_matrix
 from deployconv.validate.latency import BenchResult, summarize

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 from deployconv.matrix.graph import build_jobs, check_graph, dependents
 from deployconv.matrix.spec import (
     HOST,

@@ -9,7 +9,7 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-from deployconv.cli import app
+from deployconv.cli.app import app
 from deployconv.matrix.local import plan_slots
 from deployconv.matrix.results import read_record
 from deployconv.matrix.run import plan, run_matrix
@@ -75,7 +75,7 @@ def test_resume_runs_nothing_when_nothing_changed(first, tmp_path):
 
 
 def test_refuses_an_existing_out_and_remote_devices(first, tmp_path):
-    from deployconv.errors import BadInputError
+    from deployconv.core.errors import BadInputError
 
     with pytest.raises(BadInputError, match="already exists"):
         run_matrix(tiny_spec(), first.out, executor="local", options=FAST)

@@ -17,7 +17,7 @@ ray = pytest.importorskip("ray", reason="ray is not installed: pip install 'depl
 
 from ray.cluster_utils import Cluster  # noqa: E402
 
-from deployconv.errors import BadInputError, MissingEnvironmentError  # noqa: E402
+from deployconv.core.errors import BadInputError, MissingEnvironmentError  # noqa: E402
 from deployconv.matrix.ray_executor import auth_note  # noqa: E402
 from deployconv.matrix.results import read_record, record_path  # noqa: E402
 from deployconv.matrix.run import plan, run_matrix  # noqa: E402

@@ -9,7 +9,7 @@ import tarfile
 
 import pytest
 
-from deployconv.errors import CheckFailedError
+from deployconv.core.errors import CheckFailedError
 from deployconv.matrix.transfer import pack, unpack
 
 

@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 from deployconv.models.checkpoint import load_checkpoint, read_state_dict
 from tests.fixtures.tiny_model import build
 

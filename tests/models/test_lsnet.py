@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
+from deployconv.layers.modules import ChannelAffine
 from deployconv.models import create_model, get_model_spec, list_models
 from deployconv.models.lsnet import (
     Attention,
@@ -23,7 +24,6 @@ from deployconv.models.lsnet import (
     checkpoint_filter_fn,
 )
 from deployconv.reparam import reparameterize
-from deployconv.reparam.modules import ChannelAffine
 from tests.helpers import max_rel, randomize_
 
 VARIANTS = ["lsnet_t", "lsnet_s", "lsnet_b", "lsnet_t_distill", "lsnet_s_distill", "lsnet_b_distill"]

@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 from deployconv.models import create_model, get_model_spec, registry
 from deployconv.reparam import reparameterize
 from tests.helpers import max_rel, randomize_

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 from deployconv.models import create_model, get_model_spec
 from deployconv.ops.deform_conv import ModulatedDeformConv2dPack
 from deployconv.reparam import reparameterize

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 from deployconv.models import create_model
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "tiny_model.py"

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 from deployconv.ops.dcnv4 import DCNv4, dcnv4, dcnv4_op, padded_dim
 from tests.helpers import max_rel
 

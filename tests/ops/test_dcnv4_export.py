@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 from deployconv.ops.dcnv4 import ENTRY, QUALNAME, DCNv4, _static_hw, dcnv4, padded_dim
 from deployconv.plugins.table import ONNX_DOMAIN, plugin_for_op
 from tests.helpers import max_rel

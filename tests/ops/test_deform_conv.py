@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 from deployconv.ops.deform_conv import ModulatedDeformConv2dPack, deform_conv2d
 from tests.helpers import max_rel
 

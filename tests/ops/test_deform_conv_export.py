@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 from deployconv.ops.deform_conv import ENTRY, QUALNAME, ModulatedDeformConv2dPack, deform_conv2d
 from deployconv.plugins.table import ONNX_DOMAIN, plugin_for_op
 from tests.ops._export_helpers import (

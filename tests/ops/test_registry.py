@@ -7,7 +7,7 @@ from importlib import import_module
 
 import pytest
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 from deployconv.ops import registry
 from deployconv.ops.registry import LOWERINGS, entries, plugin_node, translation_table
 from deployconv.plugins.table import plugin_for_op

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 from deployconv.ops.ska import ENTRY, QUALNAME, SKA, ska
 from deployconv.plugins.table import ONNX_DOMAIN, plugin_for_op
 from tests.helpers import max_rel, randomize_

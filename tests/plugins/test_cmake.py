@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from deployconv.errors import BadInputError, MissingEnvironmentError
+from deployconv.core.errors import BadInputError, MissingEnvironmentError
 from deployconv.plugins import library
 from deployconv.plugins.probe import run_probe
 from deployconv.plugins.table import PLUGINS

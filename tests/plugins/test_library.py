@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from deployconv.errors import BadInputError, MissingEnvironmentError
+from deployconv.cli.plugins import plugins_app
+from deployconv.core.errors import BadInputError, MissingEnvironmentError
 from deployconv.plugins import library
-from deployconv.plugins.cli import plugins_app
 from deployconv.plugins.library import (
     ENV_VAR,
     LIBRARY_NAME,

@@ -73,8 +73,8 @@ def test_a_type_mismatch_is_reported():
 @pytest.fixture(scope="module")
 def exported_nodes():
     """{plugin name: [(node, graph initializer shapes)]}: one node per distinct attribute set, from real exports."""
+    from deployconv.core.target import get_target
     from deployconv.export.onnx_export import export_onnx
-    from deployconv.export.targets import get_target
     from deployconv.models import create_model
 
     target = get_target("trt-fp32")

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deployconv.reparam import fusion
+from deployconv.layers import fusion
 from tests.helpers import max_rel
 
 TOL = 1e-10

@@ -11,7 +11,7 @@ import onnx
 import pytest
 from typer.testing import CliRunner
 
-from deployconv.cli import app
+from deployconv.cli.app import app
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "repvgg_style.py"
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from deployconv.errors import CheckFailedError
+from deployconv.core.errors import CheckFailedError
 from deployconv.reparam import reparameterize
 from deployconv.reparam.graph import fuse as fuse_mod
 from deployconv.reparam.graph.fuse import graph_fuse

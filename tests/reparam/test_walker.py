@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from deployconv.errors import BadInputError, CheckFailedError
+from deployconv.core.errors import BadInputError, CheckFailedError
+from deployconv.layers.modules import fuse_conv_bn_modules
 from deployconv.reparam import reparameterize
-from deployconv.reparam.modules import fuse_conv_bn_modules
 from tests.helpers import max_rel, randomize_
 
 

@@ -16,7 +16,7 @@ FIXTURE = Path(__file__).parents[1] / "fixtures" / "tiny_model.py"
 
 @pytest.mark.slow
 def test_report_of_a_fresh_export(tmp_path):
-    from deployconv.export.pipeline import ExportOptions, export
+    from deployconv.pipeline.export import ExportOptions, export
 
     out = tmp_path / "tiny"
     result = export(f"{FIXTURE}:build", "onnx", out, options=ExportOptions(bench=True, bench_seconds=0.2))

@@ -341,9 +341,9 @@ def test_odd_values_render(export_dir):
 
 
 def test_dla_placement_as_the_exporter_writes_it(export_dir):
-    """The manifest's `dla` section as deployconv.export.dla writes it, for a real (tiny) graph."""
-    dla = pytest.importorskip("deployconv.export.dla", reason="the DLA placement module is not in this tree")
-    from deployconv.export.targets import get_target
+    """The manifest's `dla` section as deployconv.engine.dla writes it, for a real (tiny) graph."""
+    dla = pytest.importorskip("deployconv.engine.dla", reason="the DLA placement module is not in this tree")
+    from deployconv.core.target import get_target
     from tests.runtime import tiny_classifier
 
     section = dla.dla_capability(tiny_classifier(batch=1), get_target("jetson-orin-dla-fp16")).to_dict()

@@ -64,7 +64,7 @@ def test_metric_status_follows_the_budget(key, value, budget, expected):
 
 
 def test_metric_status_agrees_with_budget_failures():
-    from deployconv.export.targets import Budget
+    from deployconv.core.target import Budget
     from deployconv.validate.parity import budget_failures
 
     rng = np.random.default_rng(0)

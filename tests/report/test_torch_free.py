@@ -33,7 +33,7 @@ BLOCKER = textwrap.dedent('''
 SCRIPT = textwrap.dedent('''
     import sys
     from pathlib import Path
-    from deployconv.cli_report import report_cmd  # the command module imports cleanly too
+    from deployconv.cli.report import report_cmd  # the command module imports cleanly too
     from deployconv.report import write_report
 
     written = write_report(Path(sys.argv[1]), Path(sys.argv[2]))

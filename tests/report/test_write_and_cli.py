@@ -9,9 +9,9 @@ import os
 import pytest
 from typer.testing import CliRunner
 
-from deployconv.cli import app
-from deployconv.cli_report import report_cmd
-from deployconv.errors import BadInputError
+from deployconv.cli.app import app
+from deployconv.cli.report import report_cmd
+from deployconv.core.errors import BadInputError
 from deployconv.report import load_export_dir, write_report
 from tests.report.conftest import edit_json
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from deployconv.errors import EXIT_BAD_INPUT, EXIT_MISSING_ENV, BadInputError, MissingEnvironmentError
+from deployconv.core.errors import EXIT_BAD_INPUT, EXIT_MISSING_ENV, BadInputError, MissingEnvironmentError
 from deployconv.runtime import (
     OrtRunner,
     Runner,

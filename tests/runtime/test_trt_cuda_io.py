@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deployconv.errors import EXIT_MISSING_ENV, BadInputError, MissingEnvironmentError
+from deployconv.core.errors import EXIT_MISSING_ENV, BadInputError, MissingEnvironmentError
 from deployconv.runtime.cuda_io import choose_backend, device_facts, open_cuda_io
 
 

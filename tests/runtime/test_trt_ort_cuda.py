@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deployconv.errors import EXIT_MISSING_ENV, MissingEnvironmentError
+from deployconv.core.errors import EXIT_MISSING_ENV, MissingEnvironmentError
 from deployconv.runtime.ort_cuda import OrtCudaRunner, cuda_provider_available
 from tests.runtime import classifier_reference, save, tiny_classifier
 

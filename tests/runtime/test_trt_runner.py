@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from deployconv.errors import EXIT_MISSING_ENV, BadInputError, MissingEnvironmentError
+from deployconv.core.errors import EXIT_MISSING_ENV, BadInputError, MissingEnvironmentError
 from deployconv.runtime.trt import (
     TensorInfo,
     TransferSplit,

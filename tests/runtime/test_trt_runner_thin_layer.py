@@ -14,9 +14,9 @@ import os
 import numpy as np
 import pytest
 
-from deployconv.engine.load_policy import PlanFacts, plugins_to_load, runtime_settings
-from deployconv.engine.plugin_loading import forget_loaded
-from deployconv.errors import EXIT_BAD_INPUT, BadInputError, CheckFailedError
+from deployconv.core.errors import EXIT_BAD_INPUT, BadInputError, CheckFailedError
+from deployconv.runtime.load_policy import PlanFacts, plugins_to_load, runtime_settings
+from deployconv.runtime.plugin_loading import forget_loaded
 from deployconv.runtime.trt import TransferSplit, TrtRunner, benchmark_trt, timed_splits
 from tests.fake_tensorrt import install
 
@@ -125,7 +125,7 @@ def test_policy_is_pure():
 
 
 def test_plan_facts_read_both_manifest_shapes(tmp_path):
-    from deployconv.engine.load_policy import plan_facts_near
+    from deployconv.runtime.load_policy import plan_facts_near
 
     plan = {"device": "dla", "dla_core": 1, "runtime_needs_host_code": True, "plugins_to_serialize": ["/b/lib.so"]}
     engine = tmp_path / "engine.plan"

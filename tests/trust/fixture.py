@@ -36,9 +36,9 @@ def minimal_checkout(dest: Path) -> Path:
 def build_fixture(root: Path) -> TrustFixture:
     import torch
 
-    from deployconv.export.bundle import make_bundle, tarball_for
-    from deployconv.export.pipeline import ExportOptions, export
-    from deployconv.export.targets import TARGET_DIR
+    from deployconv.core.target import TARGET_DIR
+    from deployconv.pipeline.bundle import make_bundle, tarball_for
+    from deployconv.pipeline.export import ExportOptions, export
 
     root = Path(root)
     exp = root / "export"

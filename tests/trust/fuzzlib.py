@@ -370,7 +370,7 @@ def _invoke(args: list[str]) -> tuple[int, str, BaseException | None]:
     if not _COMMAND:
         import typer
 
-        from deployconv.cli import app
+        from deployconv.cli.app import app
 
         _COMMAND.append(typer.main.get_command(app))
     res = CliRunner().invoke(_COMMAND[0], args, catch_exceptions=True, prog_name="deployconv")

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from deployconv.cli import app
-from deployconv.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, BadInputError
-from deployconv.export.bundle import make_bundle
-from deployconv.export.manifest import sha256_file, verify_hashes
+from deployconv.cli.app import app
+from deployconv.core.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, BadInputError
+from deployconv.pipeline.bundle import make_bundle
+from deployconv.trust.manifest import sha256_file, verify_hashes
 from tests.trust.fixture import minimal_checkout
 
 

@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 import deployconv.trust.signing as signing
-from deployconv.cli import EXIT_INTERRUPTED, app
-from deployconv.errors import EXIT_BAD_INPUT, EXIT_MISSING_ENV
-from deployconv.os_errors import from_oserror
+from deployconv.cli.app import EXIT_INTERRUPTED, app
+from deployconv.core.errors import EXIT_BAD_INPUT, EXIT_MISSING_ENV
+from deployconv.core.os_errors import from_oserror
 
 
 def run(*args: str):
@@ -30,7 +30,7 @@ def run(*args: str):
     (errno.EISDIR, EXIT_BAD_INPUT, "is a directory"),
 ])
 def test_each_oserror_kind_is_a_message(tmp_path, monkeypatch, code, exit_code, words):
-    """keygen writes through deployconv.atomic; the write fails with `code` half-way."""
+    """keygen writes through deployconv.core.fsio; the write fails with `code` half-way."""
     real = signing.write_atomic
 
     def failing(path, writer):

@@ -9,9 +9,9 @@ import stat
 
 from typer.testing import CliRunner
 
-from deployconv.cli import app
-from deployconv.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED
-from deployconv.export.bundle import make_bundle
+from deployconv.cli.app import app
+from deployconv.core.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED
+from deployconv.pipeline.bundle import make_bundle
 from deployconv.trust.pin import manifest_sha256, pin_path
 from tests.trust.fixture import minimal_checkout
 

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from deployconv.errors import EXIT_CHECK_FAILED, EXIT_MISSING_ENV
-from deployconv.export.bundle import make_bundle
-from deployconv.export.targets import get_target
-from deployconv.validate.device_check import (
+from deployconv.core.errors import EXIT_CHECK_FAILED, EXIT_MISSING_ENV
+from deployconv.core.target import get_target
+from deployconv.pipeline.bundle import make_bundle
+from deployconv.validate.device import (
     FAIL,
     PASS,
     SKIP,
@@ -50,7 +50,7 @@ def redeclared(export_dir, dest, target: str, batch: int | None = None):
     down `check`, not the export."""
     import onnx
 
-    from deployconv.export.manifest import io_signature, read_manifest, write_manifest
+    from deployconv.trust.manifest import io_signature, read_manifest, write_manifest
 
     dest.mkdir()
     proto = onnx.load(str(export_dir / "model.onnx"))
@@ -147,12 +147,12 @@ def test_platform_check_reports_the_device_against_the_support_matrix(target, en
 
 
 def test_platform_check_says_dla_is_absent_where_the_table_says_so():
-    from deployconv.validate.device_check import _check_platform
+    from deployconv.validate.device import _check_platform
 
     orin_jp72 = replace(ORIN, l4t=(36, 4, 0), tensorrt="10.16.0")  # JetPack 6.1 device with 10.16: wrong TRT
     assert _check_platform(get_target("jetson-orin-dla-fp16"), orin_jp72, False).status == FAIL
     # the table's verdict for a JetPack 7.2 Orin (L4T for 7.2 is not in the L4T table: asked directly)
-    from deployconv.support_matrix import device_verdict
+    from deployconv.core.support_matrix import device_verdict
 
     v = device_verdict("jetson-orin", "7.2", "10.16.1", wants_dla=True)
     assert v.ok is False and "10.7 was the last" in v.fix
@@ -163,7 +163,7 @@ def test_platform_check_says_dla_is_absent_where_the_table_says_so():
 
 
 def test_jetpack_lists_accept_open_ended_entries():
-    from deployconv.validate.device_check import jetpack_matches
+    from deployconv.validate.device import jetpack_matches
 
     assert jetpack_matches("7.2.2", ("7.2.2+",)) and jetpack_matches("7.3", ("7.2.2+",))
     assert not jetpack_matches("7.2.1", ("7.2.2+",)) and not jetpack_matches("6.2", ("7.2.2+",))
@@ -282,7 +282,7 @@ def test_check_and_validate_run_with_torch_blocked(bundles, tmp_path):
     script = tmp_path / "device_cli.py"
     script.write_text(textwrap.dedent("""
         import sys, typer
-        from deployconv.cli_device import bundle_cmd, check_cmd
+        from deployconv.cli.device import bundle_cmd, check_cmd
         app = typer.Typer()
         app.command("bundle")(bundle_cmd)
         app.command("check")(check_cmd)
@@ -294,8 +294,8 @@ def test_check_and_validate_run_with_torch_blocked(bundles, tmp_path):
     """))
     probe = run_blocked(env, "-c", "import torch")
     assert probe.returncode != 0 and "blocked by the torch-free test" in probe.stderr
-    imports = run_blocked(env, "-c", "import deployconv.export.dla, deployconv.export.bundle, "
-                                     "deployconv.validate.device_check, deployconv.cli_device")
+    imports = run_blocked(env, "-c", "import deployconv.engine.dla, deployconv.pipeline.bundle, "
+                                     "deployconv.validate.device, deployconv.cli.device")
     assert imports.returncode == 0, imports.stderr
     for bundle, runtime in ((bundles["ort"], "auto"), (bundles["dla"], "ort")):
         proc = run_blocked(env, str(script), "check", str(bundle), "--runtime", runtime, "--json")

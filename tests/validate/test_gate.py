@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 from deployconv.runtime import Runner, TensorMeta
 from deployconv.validate.fingerprint import Fingerprint, comparable
 from deployconv.validate.gate import EXIT_PASS, EXIT_REGRESSION, EXIT_UNDECIDED, decide, gate

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 from deployconv.runtime import OrtRunner, Runner, TensorMeta
 from deployconv.validate.fingerprint import Fingerprint, collect, comparable
 from deployconv.validate.latency import SCHEMA, BenchResult, LatencyStats, benchmark, summarize

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
 
-from deployconv.errors import CheckFailedError
+from deployconv.core.errors import CheckFailedError
 from deployconv.validate.metrics import CompareResult, compare, compare_outputs
 
 finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False, width=64)

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from deployconv.engine.plugin_loading import forget_loaded
-from deployconv.errors import BadInputError
-from deployconv.export.targets import FP32_BUDGET
-from deployconv.validate.recheck import reference_parity
+from deployconv.core.errors import BadInputError
+from deployconv.core.target import FP32_BUDGET
+from deployconv.runtime.plugin_loading import forget_loaded
+from deployconv.validate.export_dir import reference_parity
 from tests.fake_tensorrt import install
 
 
@@ -47,7 +47,7 @@ def test_reference_parity_needs_allow_host_code(fake, tmp_path):
 
 
 def test_validate_cli_passes_allow_host_code(monkeypatch, tmp_path):
-    from deployconv.cli import app
+    from deployconv.cli.app import app
 
     seen = {}
 
@@ -55,6 +55,6 @@ def test_validate_cli_passes_allow_host_code(monkeypatch, tmp_path):
         seen.update(kwargs)
         raise BadInputError("stop here")
 
-    monkeypatch.setattr("deployconv.validate.recheck.recheck_dir", recheck_dir)
+    monkeypatch.setattr("deployconv.validate.export_dir.recheck_dir", recheck_dir)
     res = CliRunner().invoke(app, ["validate", str(tmp_path), "--allow-host-code"])
     assert res.exit_code == 2 and seen["allow_host_code"] is True

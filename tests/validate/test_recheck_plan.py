@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from deployconv.errors import MissingEnvironmentError
-from deployconv.export.bundle import make_bundle
-from deployconv.export.manifest import read_manifest, verify_hashes
-from deployconv.export.pipeline import ExportOptions, export
-from deployconv.validate.device_check import check_bundle
-from deployconv.validate.recheck import plan_validation, recheck_dir
+from deployconv.core.errors import MissingEnvironmentError
+from deployconv.pipeline.bundle import make_bundle
+from deployconv.pipeline.export import ExportOptions, export
+from deployconv.trust.manifest import read_manifest, verify_hashes
+from deployconv.validate.device import check_bundle
+from deployconv.validate.export_dir import plan_validation, recheck_dir
 
 CUSTOM = f"{Path(__file__).parents[1] / 'fixtures' / 'custom_ops_model.py'}:build"
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 
 DEFAULT_SAMPLES = 64
 SYNTHETIC_WARNING = ("int8 calibrated on SYNTHETIC data (seeded N(0,1) in the normalised input space): the "

@@ -31,7 +31,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from deployconv.errors import BadInputError, CheckFailedError
+from deployconv.core.errors import BadInputError, CheckFailedError
 from deployconv.export.precision.fp16_rules import COORDINATE_INPUTS, FP16, NodeView, decide
 
 FLOAT, FLOAT16 = TensorProto.FLOAT, TensorProto.FLOAT16

@@ -30,10 +30,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import onnx
 
-from deployconv.errors import BadInputError, CheckFailedError
+from deployconv.core.errors import BadInputError, CheckFailedError
+from deployconv.core.target import Budget
 from deployconv.export.precision.fp16 import FLOAT, convert_fp16, elem_types, ensure_node_names
 from deployconv.export.precision.fp16_emulate import emulation_twin
-from deployconv.export.targets import Budget
 from deployconv.validate.bisect import _run_with_outputs
 from deployconv.validate.metrics import compare
 from deployconv.validate.parity import budget_failures

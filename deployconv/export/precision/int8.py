@@ -29,7 +29,7 @@ from typing import Any
 
 import onnx
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 from deployconv.export.precision.calibration import CalibrationData, ort_reader
 from deployconv.export.precision.int8_graph import (
     DEQUANTIZE,

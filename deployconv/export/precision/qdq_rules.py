@@ -57,7 +57,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from deployconv.errors import BadInputError
+from deployconv.core.errors import BadInputError
 from deployconv.export.precision.int8_graph import (
     DEQUANTIZE,
     QUANTIZE,

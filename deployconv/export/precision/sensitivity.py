@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 import onnx
 
-from deployconv.errors import CheckFailedError
+from deployconv.core.errors import CheckFailedError
+from deployconv.core.target import Budget
 from deployconv.export.precision.calibration import CalibrationData, synthetic_calibration
 from deployconv.export.precision.int8 import CALIB_BATCH, Int8Report, quantize_int8, resolve_exclusions
 from deployconv.export.precision.int8_graph import (
@@ -45,7 +46,6 @@ from deployconv.export.precision.int8_graph import (
     restore_float_inputs,
     weight_input,
 )
-from deployconv.export.targets import Budget
 from deployconv.validate.metrics import compare
 from deployconv.validate.parity import budget_failures
 

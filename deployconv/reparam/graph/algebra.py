@@ -13,7 +13,7 @@ from math import gcd
 import torch
 from torch import Tensor, nn
 
-from deployconv.reparam.fusion import pad_kernel
+from deployconv.layers.fusion import pad_kernel
 from deployconv.reparam.graph.forms import ConvForm, Refused
 
 

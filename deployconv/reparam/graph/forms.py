@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from deployconv.reparam.fusion import bn_scale_shift, bn_stats
+from deployconv.layers.fusion import bn_scale_shift, bn_stats
 
 Pair = tuple[int, int]
 

@@ -21,10 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.fx import Node
 
+from deployconv.layers.modules import ChannelAffine
 from deployconv.reparam.graph import forms
 from deployconv.reparam.graph.algebra import compose, merge
 from deployconv.reparam.graph.forms import ConvForm, Refused
-from deployconv.reparam.modules import ChannelAffine
 
 Factory = Callable[[int], ConvForm]
 

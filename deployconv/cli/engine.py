@@ -1,0 +1,131 @@
+"""`deployconv build-engine`: ONNX -> TensorRT engine on the device, torch-free.
+
+Registered in cli.py like cli_bench. `--plan-only --trt 10.3` shows the build plan and the trtexec line for a
+TensorRT version without needing TensorRT (what a user checks before flashing a Jetson)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+SourceArg = Annotated[Path, typer.Argument(help="MODEL.onnx, or a directory written by `deployconv export`/`bundle`.")]
+EngineTargetOpt = Annotated[str | None, typer.Option(
+    "--target", "-t", help="Target name or .toml (default: the exported directory's target).")]
+PluginsOpt = Annotated[list[Path] | None, typer.Option(
+    "--plugins", help="Plugin library (libdeployconv_plugins.so); default: located by `deployconv plugins info`.")]
+EngineOutOpt = Annotated[Path | None, typer.Option(
+    "--out", "-o", help="Directory for engine.plan (default: next to the ONNX).")]
+PlanOnlyOpt = Annotated[bool, typer.Option("--plan-only", help="Print the build plan and trtexec line; build nothing.")]
+TrtVersionOpt = Annotated[str | None, typer.Option(
+    "--trt", help="With --plan-only: the TensorRT version to plan for (default: the target's minimum).")]
+
+
+def _resolve(source: Path, target: str | None) -> tuple[Path, Any, Path | None]:
+    """(onnx path, target, exported dir or None)."""
+    from deployconv.core.errors import BadInputError
+    from deployconv.core.target import get_target, target_of_manifest
+
+    if source.is_dir():
+        from deployconv.trust.manifest import read_manifest
+
+        manifest = read_manifest(source)
+        onnx_path = source / "model.onnx"
+        tgt = target_of_manifest(manifest, str(source / "manifest.json")) if target is None else get_target(target)
+        return onnx_path, tgt, source
+    if not source.is_file() or source.suffix != ".onnx":
+        raise BadInputError(f"{source}: not an ONNX file or exported directory",
+                            fix="pass MODEL.onnx or the directory `deployconv export` wrote")
+    if target is None:
+        raise BadInputError("--target is required for a bare ONNX file", fix="e.g. --target jetson-orin-fp16")
+    return source, get_target(target), None
+
+
+def build_engine_cmd(
+    source: SourceArg,
+    target: EngineTargetOpt = None,
+    plugins: PluginsOpt = None,
+    out_dir: EngineOutOpt = None,
+    plan_only: PlanOnlyOpt = False,
+    trt_version: TrtVersionOpt = None,
+    json_out: JsonOpt = False,
+    force: ForceOpt = False,
+) -> None:
+    """Build a TensorRT engine (engine.plan) from an exported ONNX, with deployconv's plugins; torch-free."""
+    _handle_errors(_build)(source, target, plugins, out_dir, plan_only, trt_version, json_out, force)
+
+
+def _with_profile(tgt: Any, exported: Path | None) -> Any:
+    """An export with declared sizes (manifest io_spec) builds with their min/opt/max profile."""
+    if exported is None:
+        return tgt
+    from deployconv.trust.manifest import read_manifest
+
+    io = read_manifest(exported).get("io_spec")
+    if not io:
+        return tgt
+    from deployconv.core.io_spec import IOSpec
+    from deployconv.engine.spec import engine_spec_for
+
+    return engine_spec_for(tgt, shapes=IOSpec.from_dict(io).profile_shapes())
+
+
+def _build(source: Path, target: str | None, plugins: list[Path] | None, out_dir: Path | None, plan_only: bool,
+           trt_version: str | None, json_out: bool, force: bool) -> None:
+    from deployconv.core.console import out, print_json
+
+    onnx_path, tgt, exported = _resolve(source, target)
+    libs = [str(p) for p in plugins] if plugins else None
+    if plan_only:
+        from deployconv.engine.builder import plan_build
+        from deployconv.engine.trtexec import trtexec_command, trtexec_run_command
+
+        version = trt_version or (tgt.tensorrt.min_version if tgt.tensorrt else "10.3")
+        plan = plan_build(onnx_path, _with_profile(tgt, exported), version, libs)
+        engine = (out_dir or onnx_path.parent) / "engine.plan"
+        line = trtexec_command(plan, onnx_path, plan.plugin_libraries, engine)
+        run_line = trtexec_run_command(plan, plan.plugin_libraries, engine)
+        if json_out:
+            print_json({"plan": plan.to_dict(), "trtexec": line, "trtexec_run": run_line})
+        else:
+            out.print_json(json.dumps(plan.to_dict()))
+            out.print(f"trtexec line for TensorRT {version}:\n{line}\nand to run the plan it builds:\n{run_line}",
+                      highlight=False, soft_wrap=True)
+        return
+    from deployconv.engine.builder import build_engine
+    from deployconv.trust.engine_record import record_engine, verify_before_build
+
+    folder = exported or (onnx_path.parent if (onnx_path.parent / "manifest.json").is_file() else None)
+    if folder is not None:  # never build from (or bless) files the manifest does not vouch for
+        verify_before_build(folder, onnx_path)
+    dest = out_dir or onnx_path.parent
+    entries = build_engine(onnx_path, _with_profile(tgt, exported), dest, plugins=libs, force=force)
+    note = record_engine(folder, Path(dest), entries) if folder is not None else None
+    if json_out:
+        print_json({**entries, "manifest": note})
+    else:
+        out.print(f"[green]built[/] {Path(dest) / 'engine.plan'}")
+        if note:
+            out.print(note, highlight=False, soft_wrap=True)
+        render_layer_report(entries["engine"].get("layers") or {})
+
+
+def render_layer_report(layers: dict[str, Any]) -> None:
+    """What the engine's own layer report says against the export's request (every difference), on stderr."""
+    from deployconv.core.console import err
+
+    if not layers.get("file"):
+        if layers.get("note"):
+            err.print(f"[yellow]note:[/] {layers['note']}", highlight=False)
+        return
+    diffs = layers.get("differences", [])
+    err.print(f"layer report: {layers['file']} ({layers['layers']} engine layers, {layers.get('on_dla', 0)} on DLA): "
+              + ("precisions and placements as asked" if not diffs else f"{len(diffs)} difference(s) from the request"),
+              highlight=False)
+    for d in diffs:
+        err.print(f"  [yellow]{d}[/]", highlight=False)
+
+
+from deployconv.cli.app import ForceOpt, JsonOpt, _handle_errors  # noqa: E402
