@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import click
 import typer
 from rich.text import Text
 from typer.core import TyperGroup
+
+try:  # typer 0.2x carries its own click (typer._click); its usage errors derive from TyperException
+    from typer.exceptions import TyperException as _UsageError
+except ImportError:  # an older typer on plain click
+    from click import ClickException as _UsageError
 
 from deployconv.core.console import err
 from deployconv.core.errors import BadInputError, DeployconvError, MissingEnvironmentError
@@ -41,19 +45,19 @@ def as_error(e: BaseException) -> DeployconvError:
                          fix="run again with --debug for the traceback, and report it")
 
 
-def debug_requested(ctx: click.Context) -> bool:
+def debug_requested(ctx: Any) -> bool:
     """`deployconv --debug ...`: the root group's flag (a sub-group invoked on its own, as in tests, has none)."""
     return bool(ctx.find_root().params.get("debug", False))
 
 
 class ErrorHandlingGroup(TyperGroup):
     """A typer group whose `invoke` (parsing a sub-command's options, then running it) turns exceptions into
-    messages and exit codes. click's own exits (`typer.Exit`, usage errors: exit 2, `--help`) pass through."""
+    messages and exit codes. The parser's own exits (`typer.Exit`, usage errors: exit 2, `--help`) pass through."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
+        except (typer.Exit, typer.Abort, _UsageError, SystemExit):
             raise
         except KeyboardInterrupt:
             if debug_requested(ctx):

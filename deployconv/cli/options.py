@@ -42,7 +42,7 @@ def parse_runtime(value: str, allowed: tuple[str, ...], command: str) -> str:
     if name in RUNTIMES:
         raise BadInputError(f"`deployconv {command}` does not run on --runtime {name}",
                             why=f"{command} runs on: {accepted}", fix=f"use --runtime {' or '.join(allowed)}")
-    raise BadInputError(f"unknown --runtime {value!r}", why=f"deployconv's runtimes are {', '.join(RUNTIMES)}",
+    raise BadInputError(f"unknown runtime {value!r} (--runtime)", why=f"deployconv's runtimes are {', '.join(RUNTIMES)}",
                         fix=f"`deployconv {command}` accepts: {accepted}")
 
 
