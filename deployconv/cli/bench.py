@@ -20,6 +20,7 @@ from deployconv.cli.options import (
     out_option,
     plugins_option,
     runtime_option,
+    seed_option,
 )
 from deployconv.core.console import err, out, print_json, table
 from deployconv.core.errors import BadInputError
@@ -41,7 +42,7 @@ DurationOpt = Annotated[float | None, typer.Option(
 ItersOpt = Annotated[int | None, typer.Option("--iters", min=1, help="Number of timed runs (instead of --duration).")]
 ShapeOpt = Annotated[list[str] | None, typer.Option(
     "--shape", help="NAME=DIMS for an input with dynamic dims besides the batch, e.g. x=1x3x224x224 (repeatable).")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the random inputs.")]
+SeedOpt = Annotated[int, seed_option("Seed of the random inputs.")]
 RepeatOpt = Annotated[int, typer.Option(
     "--repeat", min=1, help="Split the timed budget into K blocks, each in a fresh session with its own --warmup; "
                             "`deployconv gate` resamples whole blocks (K >= 10 recommended for gating).")]

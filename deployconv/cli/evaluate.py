@@ -40,8 +40,12 @@ from deployconv.cli.options import (
     WeightsOpt,
     batch_option,
     calib_option,
+    calib_samples_option,
+    limit_option,
+    max_drop_option,
     out_option,
     target_option,
+    workers_option,
 )
 from deployconv.core.console import err, out, print_json, table
 from deployconv.core.errors import BadInputError, CheckFailedError
@@ -57,19 +61,19 @@ LabelsOpt = Annotated[Path | None, typer.Option(
                      "or one class per line. Default: sorted folder names.")]
 StagesOpt = Annotated[str | None, typer.Option(
     "--stages", help="Comma list of train,deploy,onnx,simplified,fp16,int8,engine (default: all).")]
-LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="A seeded random subset of N images.")]
+LimitOpt = Annotated[int | None, limit_option("A seeded random subset of N images.")]
 BatchOpt = Annotated[int, batch_option("Images per batch.")]
-WorkersOpt = Annotated[int | None, typer.Option("--workers", min=1, help="Decode threads (default: CPUs, max 8).")]
+WorkersOpt = Annotated[int | None, workers_option("Decode threads (default: CPUs, max 8).")]
 IntervalOpt = Annotated[str, typer.Option("--interval", help="wilson | bootstrap.")]
 CalibOpt = Annotated[Path | None, calib_option(
     "Held-out images for int8 calibration and the fp16 guard (default: a sample of --data).")]
-CalibSamplesOpt = Annotated[int, typer.Option("--calib-samples", min=1, help="Calibration images.")]
+CalibSamplesOpt = Annotated[int, calib_samples_option("Calibration images.")]
 KeepOpt = Annotated[list[str] | None, typer.Option(
     "--int8-keep", help="Node name or pattern kept float in the int8 stage (repeatable).")]
 OutOpt = Annotated[Path | None, out_option(
     "Directory for report.json, accuracy.md and accuracy.html (default: deployconv_out/<model>-eval).")]
-MaxDropOpt = Annotated[float | None, typer.Option(
-    "--max-drop", help="Exit 1 when a stage's top-1 is more than this many points below fp32, significantly.")]
+MaxDropOpt = Annotated[float | None, max_drop_option(
+    "Exit 1 when a stage's top-1 is more than this many points below fp32, significantly.")]
 
 
 @dataclass
@@ -210,8 +214,8 @@ def precision_cmd(
     labels: LabelsOpt = None,
     calib: CalibOpt = None,
     calib_samples: CalibSamplesOpt = 64,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="Images of --data in the split (seeded).")] = 1000,
-    max_drop: Annotated[float, typer.Option("--max-drop", help="Top-1 points the int8 graph may lose vs fp32.")] = 1.0,
+    limit: Annotated[int, limit_option("Images of --data in the split (seeded).")] = 1000,
+    max_drop: Annotated[float, max_drop_option("Top-1 points the int8 graph may lose vs fp32.")] = 1.0,
     target: Annotated[str, target_option("The int8 target whose keep-list is chosen.")] = "onnx-int8",
     prefixes: Annotated[int, typer.Option("--prefixes", min=0, help="Ranked prefixes tried (the k most sensitive).")] = 6,
     out_dir: Annotated[Path | None, out_option("Where pareto.json/.md and the target file go.")] = None,

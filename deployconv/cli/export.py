@@ -22,6 +22,7 @@ from deployconv.cli.options import (
     WeightsOpt,
     batch_option,
     calib_option,
+    calib_samples_option,
     one_of,
     out_option,
     plugins_option,
@@ -53,8 +54,8 @@ def export_cmd(
     calib: Annotated[Path | None, calib_option(
         "int8: folder of calibration images (the model's preprocessing). Without it, synthetic data is used and "
         "accuracy is not representative.")] = None,
-    calib_samples: Annotated[int | None, typer.Option(
-        "--calib-samples", min=1, help="int8: calibration samples (default: the target's).")] = None,
+    calib_samples: Annotated[int | None, calib_samples_option(
+        "int8: calibration samples (default: the target's).")] = None,
     calib_method: Annotated[str | None, typer.Option(
         "--calib-method", help="int8: minmax | entropy | percentile (default: the target's).",
         callback=one_of("--calib-method", CALIB_METHODS))] = None,

@@ -16,7 +16,7 @@ import typer
 from rich.markup import escape
 
 from deployconv.accuracy.gate import gate_ledger
-from deployconv.cli.options import ForceOpt, JsonOpt, MarkdownOpt
+from deployconv.cli.options import ForceOpt, JsonOpt, MarkdownOpt, max_drop_option, seed_option
 from deployconv.core.console import err, print_json
 from deployconv.core.errors import BadInputError
 from deployconv.core.fsio import refuse_overwrite, write_text_atomic
@@ -34,7 +34,7 @@ CurrentOpt = Annotated[Path | None, typer.Option("--current", help="The run to c
 AccuracyOpt = Annotated[Path | None, typer.Option(
     "--accuracy", help="Gate an accuracy ledger instead (report.json of `deployconv eval`): exit 1 when a stage "
                        "loses more than --max-drop top-1 points vs fp32 with significance.", show_default=False)]
-MaxDropOpt = Annotated[float, typer.Option("--max-drop", help="With --accuracy: tolerated top-1 loss in points.")]
+MaxDropOpt = Annotated[float, max_drop_option("With --accuracy: tolerated top-1 loss in points.")]
 MatrixOpt = Annotated[tuple[Path, Path] | None, typer.Option(
     "--matrix", help="BASE.json CURRENT.json: gate every cell of two `deployconv matrix` runs (exit 1 if any "
                      "cell regressed; cells that cannot be compared are listed).", show_default=False)]
@@ -50,7 +50,7 @@ RunNoiseOpt = Annotated[str | None, typer.Option(
                         "unchanged work, beyond what one run shows). Default 1%.")]
 AllowDiffOpt = Annotated[list[str] | None, typer.Option(
     "--allow-diff", help="Fingerprint field allowed to differ on purpose, e.g. runtime_version (repeatable).")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")]
+SeedOpt = Annotated[int, seed_option("Seed of the bootstrap.")]
 UpdateOpt = Annotated[bool, typer.Option(
     "--update-baseline", help="Write the current run as the baseline instead of gating (needs --force to "
                               "replace an existing baseline).")]

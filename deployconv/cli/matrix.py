@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from rich.live import Live
 
-from deployconv.cli.options import ForceOpt, JsonOpt, out_option
+from deployconv.cli.options import ForceOpt, JsonOpt, out_option, workers_option
 from deployconv.core.console import err, print_json
 from deployconv.core.errors import BadInputError, CheckFailedError
 from deployconv.core.target import builtin_targets
@@ -38,13 +38,15 @@ DevicesOpt = Annotated[str | None, typer.Option(
     "--devices", help="Comma-separated devices: 'host' (the CPU nodes) and Ray custom resource names, e.g. "
                       "host,jetson-orin (default: host).")]
 StepsOpt = Annotated[str | None, typer.Option(
-    "--jobs", help=f"Steps to run, from {', '.join(USER_STEPS)} (eval: not available yet); export is always "
-                   "included. Default: all available.")]
+    "--steps", help=f"Steps to run, from {', '.join(USER_STEPS)} (eval: not available yet); export is always "
+                    "included. Default: all available.")]
+# The old name of --steps (`plugins build --jobs` is parallel compile jobs, as in make): kept, hidden.
+JobsOpt = Annotated[str | None, typer.Option("--jobs", hidden=True, help="Old name of --steps.")]
 OutOpt = Annotated[Path, out_option("Results directory.", show_default=False)]
 ExecutorOpt = Annotated[str, typer.Option("--executor", help="local (a process pool on this machine) or ray.")]
 AddressOpt = Annotated[str | None, typer.Option(
     "--address", help="Ray cluster address (HEAD:6379); default: a local Ray on this machine.")]
-WorkersOpt = Annotated[int | None, typer.Option("--workers", min=1, help="Parallel jobs (default: one per CPU).")]
+WorkersOpt = Annotated[int | None, workers_option("Parallel jobs (default: one per CPU).")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Keep finished jobs whose inputs are unchanged; run the rest.")]
 BenchSecondsOpt = Annotated[float, typer.Option("--bench-seconds", min=0.1, help="Timed seconds per bench job.")]
 BenchRepeatOpt = Annotated[int, typer.Option("--bench-repeat", min=1, help="Bench blocks (fresh sessions) per job.")]
@@ -64,9 +66,14 @@ def matrix_cmd(
     bench_repeat: BenchRepeatOpt = 4,
     json_out: JsonOpt = False,
     force: ForceOpt = False,
+    jobs: JobsOpt = None,
 ) -> None:
     """Run the model x target x device matrix: one job per (model, target, device, step), with a live table;
     writes OUT/matrix.json, matrix.md (CI summary) and matrix.html (a grid per device)."""
+    if steps is not None and jobs is not None:
+        raise BadInputError("--steps and --jobs both given", why="--jobs is the old name of --steps",
+                            fix="give --steps only")
+    steps = steps if jobs is None else jobs
     _matrix(models, targets, out_dir, devices, steps, executor, address, workers, resume, bench_seconds,
             bench_repeat, json_out, force)
 

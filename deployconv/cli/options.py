@@ -78,6 +78,11 @@ def one_of(option: str, values: tuple[str, ...]) -> Any:
 
 # --- flags shared by several commands, with the command's own sentence ---------------------------------------------
 
+def model_option(help: str = "Zoo name (see `deployconv models`) or file.py:factory / pkg.module:factory.") -> Any:
+    """`--model/-m`: a zoo name or a user model source."""
+    return typer.Option("--model", "-m", help=help)
+
+
 def out_option(help: str, **kw: Any) -> Any:
     """`--out/-o`: where the command writes."""
     return typer.Option("--out", "-o", help=help, **kw)
@@ -94,6 +99,31 @@ def batch_option(help: str) -> Any:
     return typer.Option("--batch", "-b", min=1, help=help)
 
 
+def calib_samples_option(help: str) -> Any:
+    """`--calib-samples`: how many calibration images, at least 1."""
+    return typer.Option("--calib-samples", min=1, help=help)
+
+
+def seed_option(help: str) -> Any:
+    """`--seed`: the seed of the command's random draw (inputs, bootstrap)."""
+    return typer.Option("--seed", help=help)
+
+
+def workers_option(help: str) -> Any:
+    """`--workers`: how many things run at once (jobs, decode threads), at least 1."""
+    return typer.Option("--workers", min=1, help=help)
+
+
+def limit_option(help: str) -> Any:
+    """`--limit`: a seeded subset of N images of --data, at least 1."""
+    return typer.Option("--limit", min=1, help=help)
+
+
+def max_drop_option(help: str) -> Any:
+    """`--max-drop`: top-1 points a reduced-precision stage may lose against fp32."""
+    return typer.Option("--max-drop", help=help)
+
+
 def plugins_option(help: str) -> Any:
     """`--plugins`: a TensorRT plugin library (libdeployconv_plugins.so)."""
     return typer.Option("--plugins", help=help)
@@ -106,8 +136,7 @@ def calib_option(help: str) -> Any:
 
 # --- the shared options themselves ---------------------------------------------------------------------------------
 
-ModelOpt = Annotated[str, typer.Option(
-    "--model", "-m", help="Zoo name (see `deployconv models`) or file.py:factory / pkg.module:factory.")]
+ModelOpt = Annotated[str, model_option()]
 WeightsOpt = Annotated[Path | None, typer.Option("--weights", "-w", help="Checkpoint file (official layout).")]
 AllowMissingOpt = Annotated[list[str] | None, typer.Option(
     "--allow-missing", help="fnmatch pattern of checkpoint keys the model may lack on purpose (repeatable); they are "

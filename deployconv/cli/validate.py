@@ -13,6 +13,7 @@ from deployconv.cli.options import (
     ExpectOpt,
     JsonOpt,
     TrustOpt,
+    model_option,
     plugins_option,
     runtime_for_validate,
     runtime_option,
@@ -33,9 +34,9 @@ def validate_cmd(
     plugins: Annotated[list[Path] | None, plugins_option(
         "Plugin library for the engine (default: the bundle's plugins/build, then `deployconv plugins info`'s).")] = None,
     allow_host_code: AllowHostCodeOpt = False,
-    model: Annotated[str | None, typer.Option(
-        "--model", "-m", help="Re-run the whole chain from this model source (the manifest's own user source is "
-                              "never run unless named here or --trust-source).")] = None,
+    model: Annotated[str | None, model_option(
+        "Re-run the whole chain from this model source (the manifest's own user source is never run unless named "
+        "here or --trust-source).")] = None,
     trust_source: Annotated[bool, typer.Option(
         "--trust-source", help="Run the manifest's model source if its file's sha256 equals the one recorded at "
                                "export.")] = False,

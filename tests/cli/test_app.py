@@ -239,3 +239,38 @@ def test_dry_run_prints_the_lines_and_plan_only_still_works(tmp_path):
     assert not list(tmp_path.glob("*.plan"))  # nothing built
     help_text = invoke(["build-engine", "--help"]).output
     assert "--dry-run" in help_text and "--plan-only" not in help_text
+
+
+def test_every_flag_is_declared_once():
+    """A flag (`--out`, `--target`, ...) is spelled in one typer.Option call in deployconv/cli/: shared flags come
+    from deployconv/cli/options.py, so `-o` cannot mean --out in one command and something else in another.
+    Hidden old names (`build-engine --plan-only`, `matrix --jobs`) are aliases, not vocabulary."""
+    import ast
+    from collections import Counter
+
+    seen: Counter[str] = Counter()
+    where: dict[str, list[str]] = {}
+    for path in sorted((REPO / "deployconv" / "cli").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "Option"
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "typer"
+                    and not any(k.arg == "hidden" for k in node.keywords)):
+                for arg in node.args:
+                    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                        seen[arg.value] += 1
+                        where.setdefault(arg.value, []).append(f"{path.name}:{node.lineno}")
+    assert "--out" in seen and "-o" in seen  # the scan sees the factories
+    assert {flag: where[flag] for flag, n in seen.items() if n > 1} == {}
+
+
+def test_matrix_steps_and_its_old_name_jobs(tmp_path):
+    """`matrix --jobs` (now --steps; `plugins build --jobs` is parallel compile jobs) still works."""
+    for flag in ("--steps", "--jobs"):
+        res = invoke(["matrix", "--models", "repvgg_a0", "--targets", "onnx", "--out", tmp_path / "m", flag,
+                      "nope"])
+        assert res.exit_code == 2 and "unknown step(s): nope" in res.output, res.output
+    res = invoke(["matrix", "--models", "m", "--targets", "onnx", "--out", tmp_path / "m", "--steps", "bench",
+                  "--jobs", "bench"])
+    assert res.exit_code == 2 and "--steps and --jobs both given" in res.output
+    help_text = invoke(["matrix", "--help"]).output
+    assert "--steps" in help_text and "--jobs" not in help_text
