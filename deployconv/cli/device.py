@@ -45,7 +45,9 @@ SignOpt = Annotated[Path | None, typer.Option(
 FreshOpt = Annotated[bool, typer.Option(
     "--fresh", help="A just-unpacked bundle: device-built outputs (plugins/build/, engine.plan) count as unlisted "
                     "files too.")]
-CheckRuntimeOpt = Annotated[str, runtime_option("check", CHECK_RUNTIMES)]
+CheckRuntimeOpt = Annotated[str, runtime_option(
+    "check", CHECK_RUNTIMES, auto="ONNX Runtime for onnxruntime targets, else TensorRT (ort-cpu: check with ONNX "
+                                  "Runtime where TensorRT is not installed)")]
 
 
 def bundle_cmd(

@@ -23,7 +23,7 @@ from deployconv.core.errors import BadInputError
 # --- the --runtime vocabulary --------------------------------------------------------------------------------------
 
 RUNTIMES: dict[str, str] = {
-    "auto": "ONNX Runtime on the CPU, plus TensorRT (engine.plan) for TensorRT targets",
+    "auto": "what the export's target runs on",
     "ort-cpu": "ONNX Runtime, CPU provider",
     "ort-cuda": "ONNX Runtime, CUDA provider (needs onnxruntime-gpu and a GPU)",
     "trt": "TensorRT: a built engine.plan (needs tensorrt and a GPU)",
@@ -46,10 +46,11 @@ def parse_runtime(value: str, allowed: tuple[str, ...], command: str) -> str:
                         fix=f"`deployconv {command}` accepts: {accepted}")
 
 
-def runtime_option(command: str, allowed: tuple[str, ...]) -> Any:
-    """`--runtime/-r` for `command`, restricted to `allowed` (a subset of RUNTIMES, in that order)."""
+def runtime_option(command: str, allowed: tuple[str, ...], auto: str = "") -> Any:
+    """`--runtime/-r` for `command`, restricted to `allowed` (a subset of RUNTIMES, in that order); `auto` says
+    what auto picks in this command."""
     assert set(allowed) <= set(RUNTIMES), allowed
-    text = "; ".join(f"{r}: {RUNTIMES[r]}" for r in allowed)
+    text = "; ".join(f"{r}: {auto or RUNTIMES[r] if r == 'auto' else RUNTIMES[r]}" for r in allowed)
     return typer.Option("--runtime", "-r", metavar="|".join(allowed), help=text + ".",
                         callback=lambda value: parse_runtime(value, allowed, command))
 

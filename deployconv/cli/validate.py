@@ -30,7 +30,9 @@ def validate_cmd(
     directory: Annotated[Path, typer.Argument(help="A directory written by `deployconv export` or `deployconv bundle`.")],
     torch_free: Annotated[bool, typer.Option(
         "--torch-free", help="Only the recorded reference.npz, even where PyTorch is installed.")] = False,
-    runtime: Annotated[str, runtime_option("validate", VALIDATE_RUNTIMES)] = "auto",
+    runtime: Annotated[str, runtime_option(
+        "validate", VALIDATE_RUNTIMES, auto="ONNX Runtime on the CPU where installed, plus the engine.plan on TensorRT for "
+                                           "TensorRT targets")] = "auto",
     plugins: Annotated[list[Path] | None, plugins_option(
         "Plugin library for the engine (default: the bundle's plugins/build, then `deployconv plugins info`'s).")] = None,
     allow_host_code: AllowHostCodeOpt = False,
