@@ -96,8 +96,8 @@ def test_every_command_runs_under_the_group_error_handler(path, monkeypatch):
 
 
 def _bad_inputs(tmp: Path) -> dict[str, list[str]]:
-    """A real bad input for every command that takes one (no monkeypatching): exit 2, a message, no traceback."""
-    (tmp / "key").write_text("exists")
+    """A real bad input for every command that takes one (no monkeypatching): exit 2, a message, no traceback.
+    (`keygen` is given an existing key file, which the test writes.)"""
     return {
         "reparam": ["reparam", "--model", "no_such_model", "--out", tmp / "r.pt"],
         "export": ["export", "--model", "no_such_model", "--io-dtype", "fp8", "--out", tmp / "e"],
@@ -129,6 +129,7 @@ def test_every_command_with_an_input_has_a_bad_input_case(tmp_path):
 
 @pytest.mark.parametrize("name", sorted(_bad_inputs(Path("/tmp"))))
 def test_a_bad_input_is_exit_2_with_a_message(name, tmp_path):
+    (tmp_path / "key").write_text("exists")
     res = invoke(_bad_inputs(tmp_path)[name])
     assert res.exit_code == 2, res.output
     assert "error:" in res.output and "Traceback" not in res.output and "internal error" not in res.output, res.output
