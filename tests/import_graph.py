@@ -155,7 +155,8 @@ def third_party(mod: str) -> tuple[tuple[str, bool, int], ...]:
 @cache
 def heavy_modules() -> frozenset[str]:
     """Our modules that load a HEAVY package when imported (at the top of themselves or of a module they import
-    at the top)."""
+    at the top, or in the __init__ of a package they sit in: importing deployconv.reparam.render runs
+    deployconv/reparam/__init__.py first)."""
     top = defaultdict(set)
     for e in edges():
         if not e.lazy:
@@ -165,7 +166,8 @@ def heavy_modules() -> frozenset[str]:
     while changed:
         changed = False
         for m in modules():
-            if m not in heavy and top[m] & heavy:
+            parents = {".".join(m.split(".")[:i]) for i in range(2, m.count(".") + 1)}
+            if m not in heavy and (top[m] | parents) & heavy:
                 heavy.add(m)
                 changed = True
     return frozenset(heavy)

@@ -1,26 +1,39 @@
 """`deployconv bench`: latency of an exported model, with the conditions that make the numbers mean something.
 
-Registered in cli.py with `from deployconv.cli.bench import bench_cmd; app.command("bench")(bench_cmd)`.
-The shared option types and the error handler come from deployconv.cli.app, imported at the bottom of this
-module (and `_handle_errors` looked up at call time), so the two modules import cleanly in either order.
 Torch-free: nothing on this path imports torch.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
-if TYPE_CHECKING:
-    from deployconv.validate.latency import BenchResult
+from deployconv.cli.options import (
+    AllowHostCodeOpt,
+    ForceOpt,
+    JsonOpt,
+    batch_option,
+    out_option,
+    plugins_option,
+    runtime_option,
+    seed_option,
+)
+from deployconv.core.console import err, out, print_json, table
+from deployconv.core.errors import BadInputError
+from deployconv.core.fsio import refuse_overwrite, write_text_atomic
+from deployconv.core.io_spec import IOSpec
+from deployconv.runtime import load_runner, random_feed
+from deployconv.runtime.trt import benchmark_trt
+from deployconv.validate.latency import BenchResult, benchmark
 
-RuntimeOpt = Annotated[str, typer.Option(
-    "--runtime", "-r", help="ort-cpu; ort-cuda (needs onnxruntime-gpu and a GPU); trt (a TensorRT engine.plan, or an ONNX built into one; needs tensorrt and a GPU).")]
-BatchOpt = Annotated[int | None, typer.Option(
-    "--batch", "-b", min=1, help="Batch for a dynamic batch dim (default 1); must equal a static batch.")]
+BENCH_RUNTIMES = ("ort-cpu", "ort-cuda", "trt")  # bench times one runtime you name
+
+RuntimeOpt = Annotated[str, runtime_option("bench", BENCH_RUNTIMES)]
+BatchOpt = Annotated[int | None, batch_option("Batch for a dynamic batch dim (default 1); must equal a static batch.")]
 ThreadsOpt = Annotated[int | None, typer.Option(
     "--threads", min=1, help="Intra-op threads (default: the CPUs this process may use).")]
 WarmupOpt = Annotated[float, typer.Option("--warmup", min=0.0, help="Warm-up seconds before timing.")]
@@ -29,18 +42,14 @@ DurationOpt = Annotated[float | None, typer.Option(
 ItersOpt = Annotated[int | None, typer.Option("--iters", min=1, help="Number of timed runs (instead of --duration).")]
 ShapeOpt = Annotated[list[str] | None, typer.Option(
     "--shape", help="NAME=DIMS for an input with dynamic dims besides the batch, e.g. x=1x3x224x224 (repeatable).")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the random inputs.")]
+SeedOpt = Annotated[int, seed_option("Seed of the random inputs.")]
 RepeatOpt = Annotated[int, typer.Option(
     "--repeat", min=1, help="Split the timed budget into K blocks, each in a fresh session with its own --warmup; "
                             "`deployconv gate` resamples whole blocks (K >= 10 recommended for gating).")]
-OutOpt = Annotated[Path | None, typer.Option(
-    "--out", "-o", help="Also write the full result (raw samples, stats, fingerprint) as JSON, atomically.")]
-BenchPluginsOpt = Annotated[list[Path] | None, typer.Option(
-    "--plugins", help="--runtime trt: plugin library the engine was built with (libdeployconv_plugins.so; "
-                      "repeatable).")]
-AllowHostCodeOpt = Annotated[bool, typer.Option(
-    "--allow-host-code", help="--runtime trt: load a version-compatible plan, which runs code embedded in the "
-                              "file (only for plans you built or trust).")]
+OutOpt = Annotated[Path | None, out_option(
+    "Also write the full result (raw samples, stats, fingerprint) as JSON, atomically.")]
+BenchPluginsOpt = Annotated[list[Path] | None, plugins_option(
+    "--runtime trt: plugin library the engine was built with (libdeployconv_plugins.so; repeatable).")]
 
 
 def bench_cmd(
@@ -64,15 +73,12 @@ def bench_cmd(
     """Measure latency: median, mean, p90, p99, min, max, std, CV and throughput, with the environment
     fingerprint (CPU, cores, threads, runtime version, graph hash). Inputs are seeded random data. On TensorRT
     the GPU time is also split into H2D copies, compute and D2H copies (CUDA events)."""
-    _handle_errors(_bench)(artifact, runtime=runtime, batch=batch, threads=threads, warmup=warmup,
-                           duration=duration, iters=iters, shape=shape, seed=seed, repeat=repeat,
-                           json_out=json_out, out_file=out_file, force=force,
-                           plugins=[str(p) for p in plugins] if plugins else None, allow_host_code=allow_host_code)
+    _bench(artifact, runtime=runtime, batch=batch, threads=threads, warmup=warmup, duration=duration, iters=iters,
+           shape=shape, seed=seed, repeat=repeat, json_out=json_out, out_file=out_file, force=force,
+           plugins=[str(p) for p in plugins] if plugins else None, allow_host_code=allow_host_code)
 
 
 def parse_shapes(items: list[str] | None) -> dict[str, tuple[int, ...]]:
-    from deployconv.core.errors import BadInputError
-
     shapes: dict[str, tuple[int, ...]] = {}
     for item in items or []:
         name, sep, dims = item.partition("=")
@@ -86,14 +92,6 @@ def _bench(artifact: Path, *, runtime: str, batch: int | None, threads: int | No
            duration: float | None, iters: int | None, shape: list[str] | None, seed: int, repeat: int,
            json_out: bool, out_file: Path | None, force: bool, plugins: list[str] | None = None,
            allow_host_code: bool = False) -> None:
-    import json
-
-    from deployconv.core.console import err, out, print_json
-    from deployconv.core.errors import BadInputError
-    from deployconv.core.fsio import refuse_overwrite, write_text_atomic
-    from deployconv.runtime import load_runner, random_feed
-    from deployconv.validate.latency import benchmark
-
     if duration is not None and iters is not None:
         raise BadInputError("--duration and --iters both given", fix="give one: a time budget or a run count")
     if out_file is not None:
@@ -107,8 +105,6 @@ def _bench(artifact: Path, *, runtime: str, batch: int | None, threads: int | No
                                       conditions={"artifact": str(artifact), "model_file": str(runner.source),
                                                   "requested_runtime": runtime, "seed": seed})
         if runner.runtime == "tensorrt":  # the TrtRunner: host wall time plus its H2D / compute / D2H split
-            from deployconv.runtime.trt import benchmark_trt
-
             trt_result = benchmark_trt(runner, feed, **kwargs)  # type: ignore[arg-type]
             result, split = trt_result.bench, trt_result.split
             data = trt_result.to_dict()
@@ -131,10 +127,6 @@ def _bench(artifact: Path, *, runtime: str, batch: int | None, threads: int | No
 
 def declared_shapes(artifact: Path, batch: int | None) -> dict[str, tuple[int, ...]]:
     """An export with declared sizes (manifest io_spec) is timed at its opt shapes unless --shape says otherwise."""
-    import json
-
-    from deployconv.core.io_spec import IOSpec
-
     manifest = Path(artifact) / "manifest.json"
     if not manifest.is_file():
         return {}
@@ -162,8 +154,6 @@ def noise_notes(result: BenchResult) -> list[str]:
 
 def render_split(split: Any, console: Any) -> None:
     """The TensorRT GPU timeline (a runtime.trt.SplitStats): medians and p99 of each part, in ms."""
-    from deployconv.core.console import table
-
     rows = [[name, f"{s.median_ms:,.3f}", f"{s.p99_ms:,.3f}", f"{s.mean_ms:,.3f}"]
             for name, s in (("H2D copies", split.h2d), ("GPU compute", split.compute), ("D2H copies", split.d2h),
                             ("H2D + compute + D2H", split.gpu_total))]
@@ -172,8 +162,6 @@ def render_split(split: Any, console: Any) -> None:
 
 
 def render(result: BenchResult, console: Any) -> None:
-    from deployconv.core.console import table
-
     s, fp, c = result.stats, result.fingerprint, result.conditions
 
     # sub-millisecond runs read better in microseconds
@@ -217,7 +205,3 @@ def render(result: BenchResult, console: Any) -> None:
         cond.append(["weights sha256", f"{fp.external_data_sha256[:16]}… (external data files)"])
     console.print(table("conditions", ["condition", "value"], cond))
 
-
-# At the bottom on purpose: cli.py imports this module near its end, and this import then finds the names it
-# needs already defined, whichever module is imported first.
-from deployconv.cli.app import ForceOpt, JsonOpt, _handle_errors  # noqa: E402

@@ -1,45 +1,53 @@
 """`deployconv bundle` and `deployconv check`: pack an export for a device, and check a device against it.
 
-Registered in cli.py with
-    from deployconv.cli.device import bundle_cmd, check_cmd
-    app.command("bundle")(bundle_cmd)
-    app.command("check")(check_cmd)
-The shared option types and the error handler come from deployconv.cli.app, imported at the bottom of this module
-(as cli_bench does), so the two modules import cleanly in either order. `check` is torch-free; `bundle` runs
-the export and so needs the export extras.
+`check` is torch-free; `bundle` runs the export and so needs the export extras (imported when it runs).
 """
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
-if TYPE_CHECKING:
-    from deployconv.pipeline.bundle import BundleResult
-    from deployconv.validate.device import CheckReport
+from deployconv.cli.options import (
+    DimsOpt,
+    ExpectOpt,
+    ForceOpt,
+    InputsOpt,
+    JsonOpt,
+    ModelOpt,
+    TrustOpt,
+    WeightsOpt,
+    out_option,
+    runtime_for_validate,
+    runtime_option,
+    target_option,
+)
+from deployconv.core.console import err, out, print_json, table
+from deployconv.core.errors import CheckFailedError, MissingEnvironmentError
+from deployconv.core.fsio import refuse_overwrite
+from deployconv.pipeline.bundle import BundleResult, make_bundle, tarball_for
+from deployconv.trust.pin import pin_path
+from deployconv.trust.signing import load_private_key
+from deployconv.validate.device import CheckReport, check_bundle
 
-BundleOutOpt = Annotated[Path, typer.Option(
-    "--out", "-o", help="Bundle folder to write; OUT.tar.gz is written next to it.", show_default=False)]
-BundleTargetOpt = Annotated[str, typer.Option(
-    "--target", "-t", help="Deployment target (see deployconv/core/target_files), or a target .toml file.",
-    show_default=False)]
+CHECK_RUNTIMES = ("auto", "ort-cpu", "trt")
+
+BundleOutOpt = Annotated[Path, out_option("Bundle folder to write; OUT.tar.gz is written next to it.",
+                                          show_default=False)]
+BundleTargetOpt = Annotated[str, target_option(
+    "Deployment target (see `deployconv targets`), or a target .toml file.", show_default=False)]
 SignOpt = Annotated[Path | None, typer.Option(
     "--sign", help="Ed25519 private key (`deployconv keygen`): sign manifest.json (manifest.json.sig in the bundle).",
-    show_default=False)]
-ExpectOpt = Annotated[str | None, typer.Option(
-    "--expect", help="The manifest sha256 `bundle`/`export` printed (or its OUT.manifest.sha256 file): fail on any "
-                     "other manifest.", show_default=False)]
-TrustOpt = Annotated[Path | None, typer.Option(
-    "--trust", help="Ed25519 public key (KEY.pub): fail unless manifest.json.sig is its valid signature.",
     show_default=False)]
 FreshOpt = Annotated[bool, typer.Option(
     "--fresh", help="A just-unpacked bundle: device-built outputs (plugins/build/, engine.plan) count as unlisted "
                     "files too.")]
-CheckRuntimeOpt = Annotated[str, typer.Option(
-    "--runtime", "-r", help="auto (ONNX Runtime for onnxruntime targets, else TensorRT), trt, or ort (check with "
-                            "ONNX Runtime where TensorRT is not installed).")]
+CheckRuntimeOpt = Annotated[str, runtime_option(
+    "check", CHECK_RUNTIMES, auto="ONNX Runtime for onnxruntime targets, else TensorRT (ort-cpu: check with ONNX "
+                                  "Runtime where TensorRT is not installed)")]
 
 
 def bundle_cmd(
@@ -56,8 +64,8 @@ def bundle_cmd(
     """Export a model for a device and pack everything the device needs (ONNX, reference outputs, plugin
     sources, the torch-free deployconv, README with the exact commands) into OUT/ and OUT.tar.gz. Prints the
     manifest's sha256 (also in OUT.manifest.sha256) for `deployconv check --expect` on the device."""
-    _handle_errors(_bundle)(model, target=target, out_dir=out_dir, weights=weights, json_out=json_out, force=force,
-                            sign=sign, inputs=tuple(inputs or ()), dims=tuple(dims or ()))
+    _bundle(model, target=target, out_dir=out_dir, weights=weights, json_out=json_out, force=force, sign=sign,
+            inputs=tuple(inputs or ()), dims=tuple(dims or ()))
 
 
 def check_cmd(
@@ -73,26 +81,18 @@ def check_cmd(
     missing), TensorRT version, GPU arch, JetPack, DLA, plugin library; with ONNX Runtime, the model's outputs
     against reference.npz. --expect/--trust bind the manifest itself. Exit 0 all passed, 1 a check failed,
     2 bad input, 3 something is not installed."""
-    _handle_errors(_check)(directory, runtime=runtime, json_out=json_out, expect=expect, trust=trust, fresh=fresh)
+    _check(directory, runtime=runtime_for_validate(runtime), json_out=json_out, expect=expect, trust=trust,
+           fresh=fresh)
 
 
 def _bundle(model: str, *, target: str, out_dir: Path, weights: Path | None, json_out: bool, force: bool,
             sign: Path | None = None, inputs: tuple[str, ...] = (), dims: tuple[str, ...] = ()) -> None:
-    import tempfile
-
-    from deployconv.core.console import err, print_json
-    from deployconv.core.errors import CheckFailedError
-    from deployconv.core.fsio import refuse_overwrite
-    from deployconv.pipeline.bundle import make_bundle, tarball_for
-    from deployconv.pipeline.export import ExportOptions, export
-    from deployconv.trust.pin import pin_path
+    from deployconv.pipeline.export import ExportOptions, export  # torch, onnx
 
     refuse_overwrite(out_dir, force)  # before the export: fail in a second, not after a minute
     refuse_overwrite(tarball_for(out_dir), force)
     refuse_overwrite(pin_path(out_dir), force)
     if sign is not None:
-        from deployconv.trust.signing import load_private_key
-
         load_private_key(sign)
     with tempfile.TemporaryDirectory(prefix="deployconv-bundle-") as tmp:
         export_dir = Path(tmp) / "export"
@@ -114,8 +114,6 @@ def _bundle(model: str, *, target: str, out_dir: Path, weights: Path | None, jso
 
 
 def render_bundle(bundle: BundleResult) -> None:
-    from deployconv.core.console import err, out
-
     out.print(f"bundle: {bundle.out} ({bundle.files} files)")
     out.print(f"archive: {bundle.tarball} (sha256 {bundle.tar_sha256})")
     out.print(f"manifest sha256: {bundle.manifest_sha256} (in {bundle.pin_file}); on the device: "
@@ -137,10 +135,6 @@ def render_bundle(bundle: BundleResult) -> None:
 
 def _check(directory: Path, *, runtime: str, json_out: bool, expect: str | None = None, trust: Path | None = None,
            fresh: bool = False) -> None:
-    from deployconv.core.console import print_json
-    from deployconv.core.errors import CheckFailedError, MissingEnvironmentError
-    from deployconv.validate.device import check_bundle
-
     report = check_bundle(directory, runtime=runtime, expect=expect, trust=trust, fresh=fresh)
     if json_out:
         print_json(report.to_dict())
@@ -161,13 +155,7 @@ _STATUS = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "skip": "[yellow]sk
 
 
 def render_checks(report: CheckReport, console: Any = None) -> None:
-    from deployconv.core.console import out, table
-
     rows = [[c.name, _STATUS[c.status], c.found, c.expected, c.fix] for c in report.checks]
     (console or out).print(table(f"{report.directory}: target {report.target}, checked with {report.runtime}",
                                  ["check", "status", "found", "expected", "fix"], rows))
 
-
-# At the bottom on purpose: cli.py imports this module near its end, and this import then finds the names it
-# needs already defined, whichever module is imported first.
-from deployconv.cli.app import DimsOpt, ForceOpt, InputsOpt, JsonOpt, ModelOpt, WeightsOpt, _handle_errors  # noqa: E402

@@ -1,7 +1,10 @@
-"""`deployconv build-engine`: ONNX -> TensorRT engine on the device, torch-free.
+"""`deployconv build-engine`: ONNX -> TensorRT engine (engine.plan) on the device, torch-free.
 
-Registered in cli.py like cli_bench. `--plan-only --trt 10.3` shows the build plan and the trtexec line for a
-TensorRT version without needing TensorRT (what a user checks before flashing a Jetson)."""
+`--dry-run --trt 10.3` prints the build settings and the trtexec build and run lines for a TensorRT version without
+building anything and without TensorRT installed (what a user checks before flashing a Jetson). In deployconv "plan"
+names only the serialized engine file, so the flag that was `--plan-only` is now `--dry-run`; `--plan-only` is still
+accepted (hidden from --help) so existing scripts keep working.
+"""
 
 from __future__ import annotations
 
@@ -11,26 +14,33 @@ from typing import Annotated, Any
 
 import typer
 
+from deployconv.cli.options import ForceOpt, JsonOpt, out_option, plugins_option, target_option
+from deployconv.core.console import err, out, print_json
+from deployconv.core.errors import BadInputError
+from deployconv.core.io_spec import IOSpec
+from deployconv.core.target import get_target, target_of_manifest
+from deployconv.engine.builder import build_engine, plan_build
+from deployconv.engine.spec import engine_spec_for
+from deployconv.engine.trtexec import trtexec_command, trtexec_run_command
+from deployconv.trust.engine_record import record_engine, verify_before_build
+from deployconv.trust.manifest import read_manifest
+
 SourceArg = Annotated[Path, typer.Argument(help="MODEL.onnx, or a directory written by `deployconv export`/`bundle`.")]
-EngineTargetOpt = Annotated[str | None, typer.Option(
-    "--target", "-t", help="Target name or .toml (default: the exported directory's target).")]
-PluginsOpt = Annotated[list[Path] | None, typer.Option(
-    "--plugins", help="Plugin library (libdeployconv_plugins.so); default: located by `deployconv plugins info`.")]
-EngineOutOpt = Annotated[Path | None, typer.Option(
-    "--out", "-o", help="Directory for engine.plan (default: next to the ONNX).")]
-PlanOnlyOpt = Annotated[bool, typer.Option("--plan-only", help="Print the build plan and trtexec line; build nothing.")]
+EngineTargetOpt = Annotated[str | None, target_option("Target name or .toml (default: the exported directory's target).")]
+PluginsOpt = Annotated[list[Path] | None, plugins_option(
+    "Plugin library (libdeployconv_plugins.so); default: located by `deployconv plugins info`.")]
+EngineOutOpt = Annotated[Path | None, out_option("Directory for engine.plan (default: next to the ONNX).")]
+DryRunOpt = Annotated[bool, typer.Option(
+    "--dry-run", help="Print the build settings and the trtexec build and run lines; build nothing (no TensorRT "
+                      "needed).")]
+PlanOnlyOpt = Annotated[bool, typer.Option("--plan-only", hidden=True, help="Old name of --dry-run.")]
 TrtVersionOpt = Annotated[str | None, typer.Option(
-    "--trt", help="With --plan-only: the TensorRT version to plan for (default: the target's minimum).")]
+    "--trt", help="With --dry-run: the TensorRT version to print the lines for (default: the target's minimum).")]
 
 
 def _resolve(source: Path, target: str | None) -> tuple[Path, Any, Path | None]:
     """(onnx path, target, exported dir or None)."""
-    from deployconv.core.errors import BadInputError
-    from deployconv.core.target import get_target, target_of_manifest
-
     if source.is_dir():
-        from deployconv.trust.manifest import read_manifest
-
         manifest = read_manifest(source)
         onnx_path = source / "model.onnx"
         tgt = target_of_manifest(manifest, str(source / "manifest.json")) if target is None else get_target(target)
@@ -48,40 +58,31 @@ def build_engine_cmd(
     target: EngineTargetOpt = None,
     plugins: PluginsOpt = None,
     out_dir: EngineOutOpt = None,
-    plan_only: PlanOnlyOpt = False,
+    dry_run: DryRunOpt = False,
     trt_version: TrtVersionOpt = None,
     json_out: JsonOpt = False,
     force: ForceOpt = False,
+    plan_only: PlanOnlyOpt = False,
 ) -> None:
     """Build a TensorRT engine (engine.plan) from an exported ONNX, with deployconv's plugins; torch-free."""
-    _handle_errors(_build)(source, target, plugins, out_dir, plan_only, trt_version, json_out, force)
+    _build(source, target, plugins, out_dir, dry_run or plan_only, trt_version, json_out, force)
 
 
 def _with_profile(tgt: Any, exported: Path | None) -> Any:
     """An export with declared sizes (manifest io_spec) builds with their min/opt/max profile."""
     if exported is None:
         return tgt
-    from deployconv.trust.manifest import read_manifest
-
     io = read_manifest(exported).get("io_spec")
     if not io:
         return tgt
-    from deployconv.core.io_spec import IOSpec
-    from deployconv.engine.spec import engine_spec_for
-
     return engine_spec_for(tgt, shapes=IOSpec.from_dict(io).profile_shapes())
 
 
-def _build(source: Path, target: str | None, plugins: list[Path] | None, out_dir: Path | None, plan_only: bool,
+def _build(source: Path, target: str | None, plugins: list[Path] | None, out_dir: Path | None, dry_run: bool,
            trt_version: str | None, json_out: bool, force: bool) -> None:
-    from deployconv.core.console import out, print_json
-
     onnx_path, tgt, exported = _resolve(source, target)
     libs = [str(p) for p in plugins] if plugins else None
-    if plan_only:
-        from deployconv.engine.builder import plan_build
-        from deployconv.engine.trtexec import trtexec_command, trtexec_run_command
-
+    if dry_run:
         version = trt_version or (tgt.tensorrt.min_version if tgt.tensorrt else "10.3")
         plan = plan_build(onnx_path, _with_profile(tgt, exported), version, libs)
         engine = (out_dir or onnx_path.parent) / "engine.plan"
@@ -94,9 +95,6 @@ def _build(source: Path, target: str | None, plugins: list[Path] | None, out_dir
             out.print(f"trtexec line for TensorRT {version}:\n{line}\nand to run the plan it builds:\n{run_line}",
                       highlight=False, soft_wrap=True)
         return
-    from deployconv.engine.builder import build_engine
-    from deployconv.trust.engine_record import record_engine, verify_before_build
-
     folder = exported or (onnx_path.parent if (onnx_path.parent / "manifest.json").is_file() else None)
     if folder is not None:  # never build from (or bless) files the manifest does not vouch for
         verify_before_build(folder, onnx_path)
@@ -114,8 +112,6 @@ def _build(source: Path, target: str | None, plugins: list[Path] | None, out_dir
 
 def render_layer_report(layers: dict[str, Any]) -> None:
     """What the engine's own layer report says against the export's request (every difference), on stderr."""
-    from deployconv.core.console import err
-
     if not layers.get("file"):
         if layers.get("note"):
             err.print(f"[yellow]note:[/] {layers['note']}", highlight=False)
@@ -127,5 +123,3 @@ def render_layer_report(layers: dict[str, Any]) -> None:
     for d in diffs:
         err.print(f"  [yellow]{d}[/]", highlight=False)
 
-
-from deployconv.cli.app import ForceOpt, JsonOpt, _handle_errors  # noqa: E402

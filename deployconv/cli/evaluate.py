@@ -1,20 +1,59 @@
 """`deployconv eval`: the accuracy ledger of a model (or an exported directory's model) on a labelled
 ImageFolder, every stage this machine can run, with intervals and paired significance.
 
-Registered in cli.py like cli_gate. Exit codes: 0 done (and within --max-drop when given), 1 a stage lost
+Also `deployconv debug precision` (the `debug` sub-group). The accuracy and export machinery needs torch and
+onnx, so those modules are imported when a command runs. Exit codes: 0 done (and within --max-drop when given), 1 a stage lost
 more than --max-drop points with significance, 2 bad input, 3 missing environment.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import typer
-from rich.progress import ProgressColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.text import Text
+
+from deployconv.accuracy.dataset import scan_image_folder, stream_batches
+from deployconv.accuracy.ledger import gate_drops
+from deployconv.accuracy.markdown import HEADERS, rows
+from deployconv.accuracy.markdown import to_markdown as ledger_markdown
+from deployconv.cli.errors import command_group
+from deployconv.cli.options import (
+    AllowMissingOpt,
+    ForceOpt,
+    JsonOpt,
+    MarkdownOpt,
+    SimplifierOpt,
+    WeightsOpt,
+    batch_option,
+    calib_option,
+    calib_samples_option,
+    limit_option,
+    max_drop_option,
+    out_option,
+    target_option,
+    workers_option,
+)
+from deployconv.core.console import err, out, print_json, table
+from deployconv.core.errors import BadInputError, CheckFailedError
+from deployconv.core.fsio import atomic_dir, refuse_overwrite, safe_name, write_text_atomic
+from deployconv.core.target import TARGET_DIR, get_target
+from deployconv.export.precision.calibration import calibration_from_images
+from deployconv.models.registry import model_info
+from deployconv.report.accuracy_section import accuracy_page
 
 DataOpt = Annotated[Path, typer.Option("--data", "-d", help="ImageFolder: DATA/<class>/<image>.", show_default=False)]
 LabelsOpt = Annotated[Path | None, typer.Option(
@@ -22,21 +61,19 @@ LabelsOpt = Annotated[Path | None, typer.Option(
                      "or one class per line. Default: sorted folder names.")]
 StagesOpt = Annotated[str | None, typer.Option(
     "--stages", help="Comma list of train,deploy,onnx,simplified,fp16,int8,engine (default: all).")]
-LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="A seeded random subset of N images.")]
-BatchOpt = Annotated[int, typer.Option("--batch", "-b", min=1, help="Images per batch.")]
-WorkersOpt = Annotated[int | None, typer.Option("--workers", min=1, help="Decode threads (default: CPUs, max 8).")]
+LimitOpt = Annotated[int | None, limit_option("A seeded random subset of N images.")]
+BatchOpt = Annotated[int, batch_option("Images per batch.")]
+WorkersOpt = Annotated[int | None, workers_option("Decode threads (default: CPUs, max 8).")]
 IntervalOpt = Annotated[str, typer.Option("--interval", help="wilson | bootstrap.")]
-CalibOpt = Annotated[Path | None, typer.Option(
-    "--calib", help="Held-out images for int8 calibration and the fp16 guard (default: a sample of --data).")]
-CalibSamplesOpt = Annotated[int, typer.Option("--calib-samples", min=1, help="Calibration images.")]
+CalibOpt = Annotated[Path | None, calib_option(
+    "Held-out images for int8 calibration and the fp16 guard (default: a sample of --data).")]
+CalibSamplesOpt = Annotated[int, calib_samples_option("Calibration images.")]
 KeepOpt = Annotated[list[str] | None, typer.Option(
     "--int8-keep", help="Node name or pattern kept float in the int8 stage (repeatable).")]
-OutOpt = Annotated[Path | None, typer.Option(
-    "--out", "-o", help="Directory for report.json, accuracy.md and accuracy.html (default: "
-                        "deployconv_out/<model>-eval).")]
-MarkdownOpt = Annotated[Path | None, typer.Option("--markdown", help="Also write the markdown summary here (CI).")]
-MaxDropOpt = Annotated[float | None, typer.Option(
-    "--max-drop", help="Exit 1 when a stage's top-1 is more than this many points below fp32, significantly.")]
+OutOpt = Annotated[Path | None, out_option(
+    "Directory for report.json, accuracy.md and accuracy.html (default: deployconv_out/<model>-eval).")]
+MaxDropOpt = Annotated[float | None, max_drop_option(
+    "Exit 1 when a stage's top-1 is more than this many points below fp32, significantly.")]
 
 
 @dataclass
@@ -52,8 +89,6 @@ class _Source:
 
 def _resolve_model(target: str) -> _Source:
     """MODEL, or an exported DIR: its manifest names the model, weights and the reduced-precision graph."""
-    from deployconv.core.errors import BadInputError
-
     path = Path(target)
     if not path.is_dir():
         return _Source(target)
@@ -90,7 +125,7 @@ def eval_cmd(
     calib: CalibOpt = None,
     calib_samples: CalibSamplesOpt = 64,
     int8_keep: KeepOpt = None,
-    simplifier: Annotated[str, typer.Option("--simplifier", help="onnxslim | onnxsim | none.")] = "onnxslim",
+    simplifier: SimplifierOpt = "onnxslim",
     out_dir: OutOpt = None,
     markdown: MarkdownOpt = None,
     max_drop: MaxDropOpt = None,
@@ -99,27 +134,18 @@ def eval_cmd(
 ) -> None:
     """Top-1/top-5 of every stage (train, deploy, ONNX, simplified, fp16, int8, engine) on a labelled image
     folder, with 95% intervals, the change vs the previous stage and vs fp32 (exact McNemar) and agreement."""
-    _handle_errors(_eval)(model, data, weights=weights, allow_missing=tuple(allow_missing or ()), labels=labels,
-                          stages=stages, limit=limit, batch=batch, workers=workers, interval=interval,
-                          calib=calib, calib_samples=calib_samples, int8_keep=tuple(int8_keep or ()),
-                          simplifier=simplifier, out_dir=out_dir, markdown=markdown, max_drop=max_drop,
-                          json_out=json_out, force=force)
+    _eval(model, data, weights=weights, allow_missing=tuple(allow_missing or ()), labels=labels, stages=stages,
+          limit=limit, batch=batch, workers=workers, interval=interval, calib=calib, calib_samples=calib_samples,
+          int8_keep=tuple(int8_keep or ()), simplifier=simplifier, out_dir=out_dir, markdown=markdown,
+          max_drop=max_drop, json_out=json_out, force=force)
 
 
 def _eval(model: str, data: Path, *, weights: Path | None, allow_missing: tuple[str, ...], labels: Path | None,
           stages: str | None, limit: int | None, batch: int, workers: int | None, interval: str,
           calib: Path | None, calib_samples: int, int8_keep: tuple[str, ...], simplifier: str,
           out_dir: Path | None, markdown: Path | None, max_drop: float | None, json_out: bool, force: bool) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from deployconv.accuracy.evaluate import EvalOptions, evaluate
-    from deployconv.accuracy.ledger import gate_drops
-    from deployconv.accuracy.markdown import HEADERS, rows, to_markdown
+    from deployconv.accuracy.evaluate import EvalOptions, evaluate  # torch, onnx
     from deployconv.accuracy.stages import StageOptions, parse_stages
-    from deployconv.core.console import err, out, print_json, table
-    from deployconv.core.errors import CheckFailedError
-    from deployconv.core.fsio import atomic_dir, refuse_overwrite, safe_name, write_text_atomic
-    from deployconv.report.accuracy_section import accuracy_page
 
     src = _resolve_model(model)
     name = src.model
@@ -148,7 +174,7 @@ def _eval(model: str, data: Path, *, weights: Path | None, allow_missing: tuple[
                           status=lambda s: progress.console.print(f"[dim]{s}[/]", highlight=False),
                           on_start=on_start, on_batch=on_batch)
     result = ledger.to_dict()
-    text = to_markdown(result, f"Accuracy ledger: {name}")
+    text = ledger_markdown(result, f"Accuracy ledger: {name}")
     used_weights = weights or src.weights
     report = {"model": name, "weights": str(used_weights) if used_weights else None,
               "accuracy": result}
@@ -176,7 +202,7 @@ def _eval(model: str, data: Path, *, weights: Path | None, allow_missing: tuple[
                                             for v in failed])
 
 
-debug_app = typer.Typer(help="Debug tools: find what costs accuracy and what fixes it.", no_args_is_help=True)
+debug_app = command_group(help="Debug tools: find what costs accuracy and what fixes it.")
 
 
 @debug_app.command("precision")
@@ -188,37 +214,27 @@ def precision_cmd(
     labels: LabelsOpt = None,
     calib: CalibOpt = None,
     calib_samples: CalibSamplesOpt = 64,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="Images of --data in the split (seeded).")] = 1000,
-    max_drop: Annotated[float, typer.Option("--max-drop", help="Top-1 points the int8 graph may lose vs fp32.")] = 1.0,
-    target: Annotated[str, typer.Option("--target", "-t", help="The int8 target whose keep-list is chosen.")] = "onnx-int8",
+    limit: Annotated[int, limit_option("Images of --data in the split (seeded).")] = 1000,
+    max_drop: Annotated[float, max_drop_option("Top-1 points the int8 graph may lose vs fp32.")] = 1.0,
+    target: Annotated[str, target_option("The int8 target whose keep-list is chosen.")] = "onnx-int8",
     prefixes: Annotated[int, typer.Option("--prefixes", min=0, help="Ranked prefixes tried (the k most sensitive).")] = 6,
-    out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Where pareto.json/.md and the target file go.")] = None,
+    out_dir: Annotated[Path | None, out_option("Where pareto.json/.md and the target file go.")] = None,
     json_out: JsonOpt = False,
     force: ForceOpt = False,
 ) -> None:
     """The smallest set of layers to keep out of int8 so top-1 stays within --max-drop of fp32, at the lowest
     latency: Q/DQ edits only (TensorRT 10 and 11 alike), any subset, Pareto table, and a target file with the
     chosen keep-list for `deployconv export --target`."""
-    _handle_errors(_precision)(model, data, weights=weights, allow_missing=tuple(allow_missing or ()),
-                               labels=labels, calib=calib, calib_samples=calib_samples, limit=limit,
-                               max_drop=max_drop, target=target, prefixes=prefixes, out_dir=out_dir,
-                               json_out=json_out, force=force)
+    _precision(model, data, weights=weights, allow_missing=tuple(allow_missing or ()), labels=labels, calib=calib,
+               calib_samples=calib_samples, limit=limit, max_drop=max_drop, target=target, prefixes=prefixes,
+               out_dir=out_dir, json_out=json_out, force=force)
 
 
 def _precision(model: str, data: Path, *, weights: Path | None, allow_missing: tuple[str, ...],
                labels: Path | None, calib: Path | None, calib_samples: int, limit: int, max_drop: float,
                target: str, prefixes: int, out_dir: Path | None, json_out: bool, force: bool) -> None:
-    import numpy as np
-
-    from deployconv.accuracy.dataset import scan_image_folder, stream_batches
-    from deployconv.accuracy.precision_search import search, to_markdown
+    from deployconv.accuracy.precision_search import search, to_markdown  # torch, onnx
     from deployconv.accuracy.stages import StageOptions, export_graphs
-    from deployconv.core.console import err, out, print_json
-    from deployconv.core.errors import BadInputError
-    from deployconv.core.fsio import atomic_dir, refuse_overwrite, safe_name
-    from deployconv.core.target import get_target
-    from deployconv.export.precision.calibration import calibration_from_images
-    from deployconv.models.registry import model_info
     from deployconv.pipeline.export import create_seeded
     from deployconv.reparam import reparameterize
 
@@ -261,18 +277,12 @@ def _precision(model: str, data: Path, *, weights: Path | None, allow_missing: t
             f", {name}.toml (deployconv export {model} --target {out_dir / (name + '.toml')})"
             if res.chosen is not None else ""), highlight=False)
     if res.chosen is None:
-        from deployconv.core.errors import CheckFailedError
-
         raise CheckFailedError(f"no keep-set tried stays within {max_drop} top-1 points of fp32",
                                fix="raise --prefixes, calibrate on better data, or deploy fp16")
 
 
 def _keep_target(tgt: Any, name: str, keep: list[str], evidence: Path) -> str:
     """The target's own TOML with a new name and [quant] keep_float = the chosen set (evidence in a comment)."""
-    import re
-
-    from deployconv.core.target import TARGET_DIR
-
     src = Path(tgt.source) if tgt.source not in (None, "built-in") else \
         TARGET_DIR / f"{tgt.name}.toml"
     lines = [f"# written by `deployconv debug precision` from {src.name}; evidence: {evidence}"]
@@ -294,6 +304,3 @@ class _SpeedColumn(ProgressColumn):
         speed = task.finished_speed or task.speed
         return Text("-- img/s" if speed is None else f"{speed:,.0f} img/s", style="progress.data.speed")
 
-
-# At the bottom on purpose, as in cli_gate: cli.py imports this module near its end.
-from deployconv.cli.app import AllowMissingOpt, ForceOpt, JsonOpt, WeightsOpt, _handle_errors  # noqa: E402

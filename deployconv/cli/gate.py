@@ -1,6 +1,5 @@
 """`deployconv gate`: is the current bench run slower than the baseline by more than the tolerance?
 
-Registered in cli.py with `from deployconv.cli.gate import gate_cmd; app.command("gate")(gate_cmd)`.
 Exit codes: 0 within the limit, 1 regression, 3 incomparable runs or too noisy to decide, 2 bad input.
 The report is markdown on stdout (CI logs, a job's step summary), or JSON with --json; `--markdown PATH`
 also writes the markdown to a file. The gate never writes the baseline; `--update-baseline` does, and only
@@ -14,6 +13,19 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
+
+from deployconv.accuracy.gate import gate_ledger
+from deployconv.cli.options import ForceOpt, JsonOpt, MarkdownOpt, max_drop_option, seed_option
+from deployconv.core.console import err, print_json
+from deployconv.core.errors import BadInputError
+from deployconv.core.fsio import refuse_overwrite, write_text_atomic
+from deployconv.validate.gate import DEFAULT_RUN_NOISE, gate
+from deployconv.validate.gate_baseline import load_run, update_baseline
+from deployconv.validate.gate_markdown import pct
+from deployconv.validate.gate_markdown import to_markdown as gate_markdown
+from deployconv.validate.gate_matrix import gate_matrix
+from deployconv.validate.gate_matrix import to_markdown as matrix_markdown
 
 BaselineOpt = Annotated[Path | None, typer.Option("--baseline", help="The baseline run (`bench --out` JSON).",
                                                   show_default=False)]
@@ -22,7 +34,7 @@ CurrentOpt = Annotated[Path | None, typer.Option("--current", help="The run to c
 AccuracyOpt = Annotated[Path | None, typer.Option(
     "--accuracy", help="Gate an accuracy ledger instead (report.json of `deployconv eval`): exit 1 when a stage "
                        "loses more than --max-drop top-1 points vs fp32 with significance.", show_default=False)]
-MaxDropOpt = Annotated[float, typer.Option("--max-drop", help="With --accuracy: tolerated top-1 loss in points.")]
+MaxDropOpt = Annotated[float, max_drop_option("With --accuracy: tolerated top-1 loss in points.")]
 MatrixOpt = Annotated[tuple[Path, Path] | None, typer.Option(
     "--matrix", help="BASE.json CURRENT.json: gate every cell of two `deployconv matrix` runs (exit 1 if any "
                      "cell regressed; cells that cannot be compared are listed).", show_default=False)]
@@ -38,9 +50,7 @@ RunNoiseOpt = Annotated[str | None, typer.Option(
                         "unchanged work, beyond what one run shows). Default 1%.")]
 AllowDiffOpt = Annotated[list[str] | None, typer.Option(
     "--allow-diff", help="Fingerprint field allowed to differ on purpose, e.g. runtime_version (repeatable).")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")]
-MarkdownOpt = Annotated[Path | None, typer.Option(
-    "--markdown", help="Also write the markdown report to this file (atomically).")]
+SeedOpt = Annotated[int, seed_option("Seed of the bootstrap.")]
 UpdateOpt = Annotated[bool, typer.Option(
     "--update-baseline", help="Write the current run as the baseline instead of gating (needs --force to "
                               "replace an existing baseline).")]
@@ -68,25 +78,20 @@ def gate_cmd(
     With --accuracy: gate an accuracy ledger on --max-drop (significant top-1 loss vs fp32).
     With --matrix BASE.json CURRENT.json, every cell of two matrix runs."""
     if accuracy is not None:
-        from deployconv.accuracy.gate import gate_ledger
-
-        _handle_errors(gate_ledger)(accuracy, max_drop, json_out=json_out, markdown=markdown, force=force)
+        gate_ledger(accuracy, max_drop, json_out=json_out, markdown=markdown, force=force)
         return
     if matrix is not None:
-        _handle_errors(_gate_matrix)(matrix, metric=metric, max_regression=max_regression,
-                                     noise_threshold=noise_threshold, run_noise=run_noise,
-                                     allow_diff=allow_diff or [], seed=seed, json_out=json_out, markdown=markdown,
-                                     force=force, single=(baseline, current, update_baseline))
+        _gate_matrix(matrix, metric=metric, max_regression=max_regression, noise_threshold=noise_threshold,
+                     run_noise=run_noise, allow_diff=allow_diff or [], seed=seed, json_out=json_out,
+                     markdown=markdown, force=force, single=(baseline, current, update_baseline))
         return
-    _handle_errors(_need_runs)(baseline, current)
-    _handle_errors(_gate)(baseline, current, metric=metric, max_regression=max_regression,
-                          noise_threshold=noise_threshold, run_noise=run_noise, allow_diff=allow_diff or [],
-                          seed=seed, json_out=json_out, markdown=markdown, update=update_baseline, force=force)
+    _need_runs(baseline, current)
+    _gate(baseline, current, metric=metric, max_regression=max_regression, noise_threshold=noise_threshold,
+          run_noise=run_noise, allow_diff=allow_diff or [], seed=seed, json_out=json_out, markdown=markdown,
+          update=update_baseline, force=force)
 
 
 def _need_runs(baseline: Path | None, current: Path | None) -> None:
-    from deployconv.core.errors import BadInputError
-
     if baseline is None or current is None:
         raise BadInputError("give --baseline and --current (two `bench --out` runs), --matrix BASE.json "
                             "CURRENT.json (two `deployconv matrix` runs) or --accuracy REPORT (an `eval` ledger)",
@@ -96,12 +101,6 @@ def _need_runs(baseline: Path | None, current: Path | None) -> None:
 def _gate_matrix(files: tuple[Path, Path], *, metric: str, max_regression: str, noise_threshold: str | None,
                  run_noise: str | None, allow_diff: list[str], seed: int, json_out: bool, markdown: Path | None,
                  force: bool, single: tuple) -> None:
-    from deployconv.core.console import err
-    from deployconv.core.errors import BadInputError
-    from deployconv.core.fsio import refuse_overwrite
-    from deployconv.validate.gate import DEFAULT_RUN_NOISE
-    from deployconv.validate.gate_matrix import gate_matrix, to_markdown
-
     if any(v for v in single):
         raise BadInputError("--matrix gates two matrix runs; --baseline, --current and --update-baseline are for "
                             "single bench runs", fix="give one or the other")
@@ -113,7 +112,7 @@ def _gate_matrix(files: tuple[Path, Path], *, metric: str, max_regression: str, 
                                                                                             "--noise-threshold"),
                          run_noise=DEFAULT_RUN_NOISE if run_noise is None else parse_percent(run_noise, "--run-noise"),
                          allow_diff=allow_diff, seed=seed)
-    _emit(to_markdown(result), result.to_dict(), markdown=markdown, json_out=json_out)
+    _emit(matrix_markdown(result), result.to_dict(), markdown=markdown, json_out=json_out)
     colour = "red" if result.regressed else "green"
     err.print(f"[bold {colour}]matrix gate: {len(result.regressed)} of {len(result.cells)} cells regressed[/]",
               highlight=False)
@@ -122,9 +121,6 @@ def _gate_matrix(files: tuple[Path, Path], *, metric: str, max_regression: str, 
 
 def _emit(text: str, data: dict, *, markdown: Path | None, json_out: bool) -> None:
     """A gate's result: markdown to --markdown (atomically), then JSON or the markdown on stdout."""
-    from deployconv.core.console import print_json
-    from deployconv.core.fsio import write_text_atomic
-
     if markdown is not None:
         write_text_atomic(markdown, text)
     if json_out:
@@ -135,8 +131,6 @@ def _emit(text: str, data: dict, *, markdown: Path | None, json_out: bool) -> No
 
 def parse_percent(text: str, option: str) -> float:
     """'5%' or '5' -> 0.05; anything else is bad input naming the option."""
-    from deployconv.core.errors import BadInputError
-
     m = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*%?\s*", text)
     if not m:
         raise BadInputError(f"bad {option} {text!r}", fix=f"give a percentage, e.g. {option} 5%")
@@ -146,14 +140,6 @@ def parse_percent(text: str, option: str) -> float:
 def _gate(baseline: Path, current: Path, *, metric: str, max_regression: str, noise_threshold: str | None,
           run_noise: str | None, allow_diff: list[str], seed: int, json_out: bool, markdown: Path | None,
           update: bool, force: bool) -> None:
-    from rich.markup import escape
-
-    from deployconv.core.console import err, print_json
-    from deployconv.core.fsio import refuse_overwrite
-    from deployconv.validate.gate import DEFAULT_RUN_NOISE, gate
-    from deployconv.validate.gate_baseline import load_run, update_baseline
-    from deployconv.validate.gate_markdown import pct, to_markdown
-
     if update:
         run = update_baseline(current, baseline, force=force)
         if json_out:
@@ -172,7 +158,7 @@ def _gate(baseline: Path, current: Path, *, metric: str, max_regression: str, no
     result = gate(base_run, cur_run, metric=metric, max_regression=limit, noise_threshold=noise,
                   run_noise=between, allow_diff=allow_diff, seed=seed, baseline_file=str(baseline),
                   current_file=str(current))
-    _emit(to_markdown(result), result.to_dict(), markdown=markdown, json_out=json_out)
+    _emit(gate_markdown(result), result.to_dict(), markdown=markdown, json_out=json_out)
     if result.verdict == "incomparable":
         err.print("[bold red]gate: incomparable runs[/], fingerprints differ in:\n  "
                   + "\n  ".join(escape(d) for d in result.differences), highlight=False)
@@ -184,7 +170,3 @@ def _gate(baseline: Path, current: Path, *, metric: str, max_regression: str, no
                   highlight=False)
     raise typer.Exit(result.exit_code)
 
-
-# At the bottom on purpose, as in cli_bench: cli.py imports this module near its end, and this import then
-# finds the names it needs already defined, whichever module is imported first.
-from deployconv.cli.app import ForceOpt, JsonOpt, _handle_errors  # noqa: E402

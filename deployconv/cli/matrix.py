@@ -1,7 +1,6 @@
 """`deployconv matrix`: export, validate, bench, check and build-engine over models x targets x devices, on a
 local process pool (default) or a Ray cluster (`--executor ray`, `pip install deployconv[ray]`).
 
-Registered in cli.py with `from deployconv.cli.matrix import matrix_cmd; app.command("matrix")(matrix_cmd)`.
 Exit codes: 0 every cell passed (or was skipped for a missing piece of the environment), 1 a cell failed,
 2 bad input, 3 missing environment (Ray, a device resource), 130 interrupted (finished cells are kept:
 re-run with --resume).
@@ -13,8 +12,24 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.live import Live
 
-from deployconv.matrix.spec import USER_STEPS
+from deployconv.cli.options import ForceOpt, JsonOpt, out_option, workers_option
+from deployconv.core.console import err, print_json
+from deployconv.core.errors import BadInputError, CheckFailedError
+from deployconv.core.target import builtin_targets
+from deployconv.matrix.live import LiveTable
+from deployconv.matrix.run import EXECUTORS, run_matrix
+from deployconv.matrix.spec import (
+    USER_STEPS,
+    MatrixSpec,
+    parse_devices,
+    parse_models,
+    parse_steps,
+    parse_targets,
+)
+from deployconv.matrix.steps import StepOptions
+from deployconv.models.registry import is_user_source, list_models
 
 ModelsOpt = Annotated[str, typer.Option("--models", help="Comma-separated zoo names, 'all', or file.py:factory sources.",
                                         show_default=False)]
@@ -23,13 +38,15 @@ DevicesOpt = Annotated[str | None, typer.Option(
     "--devices", help="Comma-separated devices: 'host' (the CPU nodes) and Ray custom resource names, e.g. "
                       "host,jetson-orin (default: host).")]
 StepsOpt = Annotated[str | None, typer.Option(
-    "--jobs", help=f"Steps to run, from {', '.join(USER_STEPS)} (eval: not available yet); export is always "
-                   "included. Default: all available.")]
-OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Results directory.", show_default=False)]
+    "--steps", help=f"Steps to run, from {', '.join(USER_STEPS)} (eval: not available yet); export is always "
+                    "included. Default: all available.")]
+# The old name of --steps (`plugins build --jobs` is parallel compile jobs, as in make): kept, hidden.
+JobsOpt = Annotated[str | None, typer.Option("--jobs", hidden=True, help="Old name of --steps.")]
+OutOpt = Annotated[Path, out_option("Results directory.", show_default=False)]
 ExecutorOpt = Annotated[str, typer.Option("--executor", help="local (a process pool on this machine) or ray.")]
 AddressOpt = Annotated[str | None, typer.Option(
     "--address", help="Ray cluster address (HEAD:6379); default: a local Ray on this machine.")]
-WorkersOpt = Annotated[int | None, typer.Option("--workers", min=1, help="Parallel jobs (default: one per CPU).")]
+WorkersOpt = Annotated[int | None, workers_option("Parallel jobs (default: one per CPU).")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Keep finished jobs whose inputs are unchanged; run the rest.")]
 BenchSecondsOpt = Annotated[float, typer.Option("--bench-seconds", min=0.1, help="Timed seconds per bench job.")]
 BenchRepeatOpt = Annotated[int, typer.Option("--bench-repeat", min=1, help="Bench blocks (fresh sessions) per job.")]
@@ -49,27 +66,21 @@ def matrix_cmd(
     bench_repeat: BenchRepeatOpt = 4,
     json_out: JsonOpt = False,
     force: ForceOpt = False,
+    jobs: JobsOpt = None,
 ) -> None:
     """Run the model x target x device matrix: one job per (model, target, device, step), with a live table;
     writes OUT/matrix.json, matrix.md (CI summary) and matrix.html (a grid per device)."""
-    _handle_errors(_matrix)(models, targets, out_dir, devices, steps, executor, address, workers, resume,
-                            bench_seconds, bench_repeat, json_out, force)
+    if steps is not None and jobs is not None:
+        raise BadInputError("--steps and --jobs both given", why="--jobs is the old name of --steps",
+                            fix="give --steps only")
+    steps = steps if jobs is None else jobs
+    _matrix(models, targets, out_dir, devices, steps, executor, address, workers, resume, bench_seconds,
+            bench_repeat, json_out, force)
 
 
 def _matrix(models: str, targets: str, out_dir: Path, devices: str | None, steps: str | None, executor: str,
             address: str | None, workers: int | None, resume: bool, bench_seconds: float, bench_repeat: int,
             json_out: bool, force: bool) -> None:
-    from rich.live import Live
-
-    from deployconv.core.console import err, print_json
-    from deployconv.core.errors import BadInputError, CheckFailedError
-    from deployconv.core.target import builtin_targets
-    from deployconv.matrix.live import LiveTable
-    from deployconv.matrix.run import EXECUTORS, run_matrix
-    from deployconv.matrix.spec import MatrixSpec, parse_devices, parse_models, parse_steps, parse_targets
-    from deployconv.matrix.steps import StepOptions
-    from deployconv.models.registry import is_user_source, list_models
-
     if executor not in EXECUTORS:
         raise BadInputError(f"unknown executor {executor!r}", fix="use --executor local or --executor ray")
     if address is not None and executor != "ray":
@@ -113,5 +124,3 @@ def _matrix(models: str, targets: str, out_dir: Path, devices: str | None, steps
                                details=[f"{c['model']} / {c['target']} / {c['device']}: {c['status']}"
                                         for c in bad[:20]], fix=f"see {out_dir / 'matrix.md'}")
 
-
-from deployconv.cli.app import ForceOpt, JsonOpt, _handle_errors  # noqa: E402

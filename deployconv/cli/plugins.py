@@ -1,30 +1,33 @@
-"""`deployconv plugins build|info`: build libdeployconv_plugins.so and say what a built one contains.
+"""`deployconv plugins build|info`: build libdeployconv_plugins.so and say what a built one contains. Torch-free.
 
-Registered in deployconv/cli/app.py with
-    from deployconv.cli.plugins import plugins_app
-    app.add_typer(plugins_app, name="plugins")
-The shared option types and the error handler come from deployconv.cli.app, imported at the bottom of this module
-(and `_handle_errors` looked up at call time), so the two modules import cleanly in either order. Torch-free.
-"""
+`plugins_app` is a sub-group with the same error handler as the root (deployconv.cli.errors.command_group)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-if TYPE_CHECKING:
-    from deployconv.plugins.library import BuildResult, PluginLibrary
+from deployconv.cli.errors import command_group
+from deployconv.cli.options import ForceOpt, JsonOpt, out_option
+from deployconv.core.console import err, out, print_json, table
+from deployconv.core.fsio import refuse_overwrite
+from deployconv.plugins.library import (
+    DEFAULT_OUT,
+    BuildResult,
+    PluginLibrary,
+    build_plugins,
+    parse_archs_option,
+    plugin_library,
+)
 
-plugins_app = typer.Typer(name="plugins", help="Build and inspect the TensorRT plugin library (plugins_cpp/).",
-                          no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+plugins_app = command_group(name="plugins", help="Build and inspect the TensorRT plugin library (plugins_cpp/).")
 
 ArchsOpt = Annotated[str | None, typer.Option(
     "--archs", help="CUDA archs, comma separated (87 = Orin, 90 = H100); default: deployconv's list, filtered to "
                     "what this nvcc supports.")]
-BuildOutOpt = Annotated[Path | None, typer.Option(
-    "--out", "-o", help="Output directory (default: build/plugins in the source checkout).")]
+BuildOutOpt = Annotated[Path | None, out_option("Output directory (default: build/plugins in the source checkout).")]
 TensorrtRootOpt = Annotated[Path | None, typer.Option(
     "--tensorrt-root", help="TensorRT install with include/NvInfer.h (default: $TENSORRT_ROOT, then system paths).")]
 JobsOpt = Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Parallel compile jobs (default: all CPUs).")]
@@ -42,21 +45,17 @@ def build_cmd(
     force: ForceOpt = False,
 ) -> None:
     """Compile the CUDA kernels and, where TensorRT 10+ headers are found, libdeployconv_plugins.so."""
-    _handle_errors(_build)(archs, out_dir, tensorrt_root, jobs, json_out, force)
+    _build(archs, out_dir, tensorrt_root, jobs, json_out, force)
 
 
 @plugins_app.command("info")
 def info_cmd(lib: LibArg = None, json_out: JsonOpt = False) -> None:
     """Where the plugin library is, its sha256, CUDA archs, TensorRT entry points and whether this GPU runs it."""
-    _handle_errors(_info)(lib, json_out)
+    _info(lib, json_out)
 
 
 def _build(archs: str | None, out_dir: Path | None, tensorrt_root: Path | None, jobs: int | None, json_out: bool,
            force: bool) -> None:
-    from deployconv.core.console import err, out, print_json
-    from deployconv.core.fsio import refuse_overwrite
-    from deployconv.plugins.library import DEFAULT_OUT, build_plugins, parse_archs_option
-
     wanted = parse_archs_option(archs) if archs is not None else None
     refuse_overwrite(out_dir or DEFAULT_OUT, force)  # say so before announcing minutes of compiling
     err.print("building the plugins with CMake (minutes per CUDA arch)...", highlight=False)
@@ -71,9 +70,6 @@ def _build(archs: str | None, out_dir: Path | None, tensorrt_root: Path | None, 
 
 
 def _info(lib: Path | None, json_out: bool) -> None:
-    from deployconv.core.console import out, print_json
-    from deployconv.plugins.library import plugin_library
-
     found = plugin_library(lib)
     if json_out:
         print_json(found)
@@ -82,8 +78,6 @@ def _info(lib: Path | None, json_out: bool) -> None:
 
 
 def build_table(result: BuildResult):
-    from deployconv.core.console import table
-
     rows = [
         ["built", result.built],
         ["output", result.out_dir],
@@ -99,8 +93,6 @@ def build_table(result: BuildResult):
 
 
 def info_table(lib: PluginLibrary):
-    from deployconv.core.console import table
-
     def archs(values: tuple[str, ...] | None, prefix: str) -> str:
         return "unknown" if values is None else (", ".join(prefix + a for a in values) or "none")
 
@@ -123,7 +115,3 @@ def info_table(lib: PluginLibrary):
                          "trt.get_plugin_registry().load_library(path)"])
     return table("plugin library", ["", "value"], rows)
 
-
-# At the bottom on purpose: cli.py imports this module near its end, and this import then finds the names it
-# needs already defined, whichever module is imported first.
-from deployconv.cli.app import ForceOpt, JsonOpt, _handle_errors  # noqa: E402

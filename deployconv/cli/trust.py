@@ -1,7 +1,4 @@
-"""`deployconv keygen` and `deployconv unpack`: the signing key for bundles, and a safe way to unpack one.
-
-Registered in cli.py like cli_device; the shared options and the error handler come from deployconv.cli.app,
-imported at the bottom."""
+"""`deployconv keygen` and `deployconv unpack`: the signing key for bundles, and a safe way to unpack one."""
 
 from __future__ import annotations
 
@@ -9,6 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from deployconv.cli.options import ForceOpt, JsonOpt
+from deployconv.core.console import out, print_json
+from deployconv.trust.signing import keygen
+from deployconv.trust.unpack import unpack_bundle
 
 
 def keygen_cmd(
@@ -18,13 +20,6 @@ def keygen_cmd(
     force: ForceOpt = False,
 ) -> None:
     """Make an Ed25519 key pair for `bundle --sign KEY` (workstation) and `check --trust KEY.pub` (device)."""
-    _handle_errors(_keygen)(key, json_out, force)
-
-
-def _keygen(key: Path, json_out: bool, force: bool) -> None:
-    from deployconv.core.console import out, print_json
-    from deployconv.trust.signing import keygen
-
     pair = keygen(key, force=force)
     if json_out:
         print_json({"private": str(pair.private), "public": str(pair.public), "public_key_sha256": pair.fingerprint})
@@ -40,18 +35,9 @@ def unpack_cmd(
     force: ForceOpt = False,
 ) -> None:
     """Unpack a bundle archive, refusing links, `..`, absolute names and anything outside its one folder."""
-    _handle_errors(_unpack)(archive, dest, json_out, force)
-
-
-def _unpack(archive: Path, dest: Path, json_out: bool, force: bool) -> None:
-    from deployconv.core.console import out, print_json
-    from deployconv.trust.unpack import unpack_bundle
-
     folder = unpack_bundle(archive, dest, force=force)
     if json_out:
         print_json({"out": str(folder)})
     else:
         out.print(f"unpacked: {folder}; next: deployconv check {folder} --fresh --expect SHA256", highlight=False)
 
-
-from deployconv.cli.app import ForceOpt, JsonOpt, _handle_errors  # noqa: E402

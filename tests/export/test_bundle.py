@@ -190,11 +190,9 @@ def test_bundle_lines_load_the_plugin_library_dynamically_to_build_and_to_run():
 
 
 def _app() -> typer.Typer:
-    from deployconv.cli.device import bundle_cmd, check_cmd
+    """The real command line (its group's error handler turns errors into exit codes)."""
+    from deployconv.cli.app import app
 
-    app = typer.Typer()
-    app.command("bundle")(bundle_cmd)
-    app.command("check")(check_cmd)
     return app
 
 

@@ -281,11 +281,8 @@ def test_check_and_validate_run_with_torch_blocked(bundles, tmp_path):
     env.update(PYTHONPATH=os.pathsep.join([str(tmp_path), str(REPO)]), COLUMNS="200")
     script = tmp_path / "device_cli.py"
     script.write_text(textwrap.dedent("""
-        import sys, typer
-        from deployconv.cli.device import bundle_cmd, check_cmd
-        app = typer.Typer()
-        app.command("bundle")(bundle_cmd)
-        app.command("check")(check_cmd)
+        import sys
+        from deployconv.cli.app import app
         try:
             app()
         finally:

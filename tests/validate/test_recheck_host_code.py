@@ -55,6 +55,6 @@ def test_validate_cli_passes_allow_host_code(monkeypatch, tmp_path):
         seen.update(kwargs)
         raise BadInputError("stop here")
 
-    monkeypatch.setattr("deployconv.validate.export_dir.recheck_dir", recheck_dir)
+    monkeypatch.setattr("deployconv.cli.validate.recheck_dir", recheck_dir)
     res = CliRunner().invoke(app, ["validate", str(tmp_path), "--allow-host-code"])
     assert res.exit_code == 2 and seen["allow_host_code"] is True
