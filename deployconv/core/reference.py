@@ -72,26 +72,27 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
         raise _bad(path, f"is not a valid .npz ({type(e).__name__}: {str(e)[:160]})") from None
 
 
-def _check_point(path: Path, r: RefPoint) -> None:
-    """Samples in every array, the same number everywhere; expected outputs (and the classic float input) are
-    finite floats."""
-    where = "" if r.point == "opt" and len(r.inputs) == 1 else f"{r.point}: "
-    named = [("input", k, a) for k, a in r.inputs.items()] + [("expected", k, a) for k, a in r.expected.items()]
+def _check_point(path: Path, r: RefPoint, classic: bool) -> None:
+    """Numeric arrays; expected outputs finite floats. The classic layout (one image in, one tensor out) also: a
+    float input, samples in both, the same number. Named layouts: the inputs agree on their samples (an output
+    need not be batched)."""
+    where = "" if classic else f"{r.point}: "
     if not r.inputs or not r.expected:
         raise _bad(path, f"{where}has no {'input' if not r.inputs else 'expected'} array")
+    named = [("input", k, a) for k, a in r.inputs.items()] + [("expected", k, a) for k, a in r.expected.items()]
     for kind, key, a in named:
-        label = f"{where}{kind}" + (f" {key!r}" if len(r.inputs) > 1 or len(r.expected) > 1 else "")
-        if kind == "expected" and a.dtype.kind != "f":
+        label = f"{where}{kind}" + ("" if classic else f" {key!r}")
+        if (kind == "expected" or classic) and a.dtype.kind != "f":
             raise _bad(path, f"{label} has dtype {a.dtype}, not a float type")
         if a.dtype.kind not in "fiub":
             raise _bad(path, f"{label} has dtype {a.dtype}, not a numeric type")
-        if a.ndim < 1 or a.shape[0] == 0:
+        if (kind == "input" or classic) and (a.ndim < 1 or a.shape[0] == 0):
             raise _bad(path, f"{label} has shape {a.shape}: no samples")
         if a.dtype.kind == "f" and not np.isfinite(a).all():
             raise _bad(path, f"{label} holds NaN or Inf")
-    counts = {a.shape[0] for _, _, a in named}
-    if len(counts) > 1:
-        sizes = ", ".join(f"{kind} {key!r}: {a.shape[0]}" for kind, key, a in named)
+    counted = named if classic else [n for n in named if n[0] == "input"]
+    if len({a.shape[0] for _, _, a in counted}) > 1:
+        sizes = ", ".join(f"{kind} {key!r}: {a.shape[0]}" for kind, key, a in counted)
         raise _bad(path, f"{where}the arrays disagree on the number of samples ({sizes})")
 
 
@@ -129,7 +130,7 @@ def load_reference(path: Path, input_names: list[str] | None = None, output_name
                          {o_name: ref["expected_fp64"]} if "expected_fp64" in ref else {})
         if point.batch().dtype.kind != "f":
             raise _bad(path, f"input has dtype {point.batch().dtype}, not a float type")
-        _check_point(path, point)
+        _check_point(path, point, classic=True)
         if io:
             _match_io(path, point, io)
         return [point]
@@ -149,5 +150,5 @@ def load_reference(path: Path, input_names: list[str] | None = None, output_name
             r.inputs = {n: r.inputs[n] for n in input_names if n in r.inputs}
         if output_names:
             r.expected = {n: r.expected[n] for n in output_names if n in r.expected}
-        _check_point(path, r)
+        _check_point(path, r, classic=False)
     return out
