@@ -136,7 +136,7 @@ def write_deterministic_tar(src: Path, dest: Path, arcname: str) -> None:
 
 
 def trtexec_line(proto: Any, target: Any) -> tuple[str | None, str]:
-    """The trtexec command building the same engine as `deployconv build-engine` (deployconv.engine's plan), for
+    """The trtexec command building the same engine as `deployconv build-engine` (its build recipe), for
     the oldest TensorRT the target accepts, with device-side paths; or None and why there is none."""
     build, _run, note = trtexec_lines(proto, target)
     return build, note
@@ -152,11 +152,11 @@ def trtexec_lines(proto: Any, target: Any) -> tuple[str | None, str | None, str]
         spec = engine_spec_for(target)
         facts = facts_from_model(proto, "model.onnx")
         libs = (PLUGIN_LIBRARY,) if facts.plugin_nodes else ()
-        plan = make_plan(spec, version, facts, libs)
+        recipe = make_plan(spec, version, facts, libs)
     except DeployconvError as e:
         return None, None, f"TensorRT {version} cannot build this target: {e.what}"
-    return (trtexec_command(plan, "model.onnx", libs, "engine.plan"),
-            trtexec_run_command(plan, libs, "engine.plan"), f"TensorRT {version}")
+    return (trtexec_command(recipe, "model.onnx", libs, "engine.plan"),
+            trtexec_run_command(recipe, libs, "engine.plan"), f"TensorRT {version}")
 
 
 def _check_export(export_dir: Path) -> dict[str, Any]:

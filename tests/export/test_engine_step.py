@@ -27,11 +27,14 @@ def test_relocate_turns_every_staging_path_into_out():
 
 def test_the_engine_is_staged_then_written_with_the_export(tmp_path, monkeypatch):
     fake = install(monkeypatch)
+    out = tmp_path / "o"
+    seen: list[tuple[str, bool]] = []
     try:
-        res = export(FIXTURE, "trt-fp32", tmp_path / "o", options=ExportOptions(bench=False))
+        res = export(FIXTURE, "trt-fp32", out, options=ExportOptions(bench=False),
+                     progress=lambda step: seen.append((step, out.exists())))
     finally:
         forget_loaded(fake)
-    out = tmp_path / "o"
+    assert [s for s, _ in seen][-2:] == ["engine", "write"] and not any(there for _, there in seen)  # OUT: last
     man = read_manifest(out)
     assert res.passed and res.report["engine"]["status"] == "built" == man["engine"]["status"]
     assert "engine.plan" in man["files"] and verify_hashes(out, man) == []
