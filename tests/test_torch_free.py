@@ -67,7 +67,7 @@ TORCH_FREE_MODULES = [
     "deployconv.validate.gate_baseline",
     "deployconv.core.os_errors",
     "deployconv.cli.trust",
-    "deployconv.validate.reference",
+    "deployconv.core.reference",
     "deployconv.trust.schema",
     "deployconv.trust.closed",
     "deployconv.trust.pin",

@@ -14,6 +14,9 @@ from deployconv.accuracy.ledger import ALPHA, CONFIDENCE, Ledger, Skipped, Tally
 from deployconv.accuracy.stages import Stage, StageOptions, build_stages
 from deployconv.accuracy.stats import INTERVALS
 from deployconv.core.errors import BadInputError
+from deployconv.export.precision.calibration import calibration_from_images
+from deployconv.models.registry import model_info
+from deployconv.models.seeded import create_seeded
 
 DEFAULT_BATCH = 32
 DEFAULT_CALIB = 64
@@ -90,10 +93,6 @@ def evaluate(model: Any, data: Path, opts: EvalOptions, *, weights: Path | None 
              allow_missing: tuple[str, ...] = (), status: Callable[[str], None] | None = None,
              on_start: Callable[[int], None] | None = None, on_batch: Progress | None = None) -> Ledger:
     """The ledger of `model` (zoo name, file.py:factory or an nn.Module) on the ImageFolder `data`."""
-    from deployconv.export.precision.calibration import calibration_from_images
-    from deployconv.models.registry import model_info
-    from deployconv.pipeline.export import create_seeded
-
     say = status or (lambda _s: None)
     folder = scan_image_folder(data, opts.labels, opts.limit, opts.seed)
     say("create model")

@@ -87,7 +87,6 @@ class Target:
     batch: int | None = None  # static-shape targets: the batch when --batch is not given
     max_batch: int = 32  # optimization-profile max for dynamic batch
     io_dtype: str = "fp32"
-    benchmark_runtime: str | None = "ort-cpu"
     budget: Budget = Budget(1e-4, 0.99999)
     quant: QuantSpec | None = None
     tensorrt: TensorRTSpec | None = None
@@ -108,6 +107,28 @@ class Target:
 
 FP32_BUDGET = Budget(max_abs_rel_scale=1e-4, min_cosine=0.99999)
 
+
+def chain_budget(target: Any, stage_precision: str = "fp32") -> Budget:
+    """The budget a parity-chain stage that computes in `stage_precision` is held to on `target`'s chain (export
+    and validate both ask here). A stage in the target's reduced precision (the fp16/int8 ONNX, a bf16/fp16/int8
+    engine) gets the target's budget. Every fp32 stage (PyTorch, the fp32 ONNX, a bf16 target's ONNX, which stays
+    fp32) gets the target's budget only on an fp32 target, else FP32_BUDGET: a loose reduced-precision budget
+    (bf16: 1e-1) must not hide a reparameterization or export error in stages that have no reason to lose it.
+    `target`: a Target or anything with `precision` and `budget`."""
+    if stage_precision == "fp32" and target.precision != "fp32":
+        return FP32_BUDGET
+    return target.budget
+
+
+def onnx_precision(precision: str) -> str:
+    """The precision the exported ONNX computes in: the target's, except bf16, whose ONNX stays fp32 (TensorRT
+    10's BF16 flag lowers it; ONNX Runtime CPU cannot run bf16)."""
+    return "fp32" if precision == "bf16" else precision
+
+# Keys an older target file or manifest target_spec may hold that no longer mean anything; dropped on load so old
+# exports still validate. benchmark_runtime was set in 9 built-in files and read nowhere: the runtime a target is
+# timed and validated on is its `runtime` (ONNX Runtime, or the TensorRT engine).
+RETIRED_KEYS = frozenset({"benchmark_runtime"})
 _SECTIONS: dict[str, type] = {"budget": Budget, "quant": QuantSpec, "tensorrt": TensorRTSpec, "device": DeviceSpec}
 _SHAPE_KEYS = {"dynamic_batch", "batch", "max_batch"}
 
@@ -172,7 +193,7 @@ def target_from_dict(data: dict[str, Any], where: str) -> Target:
 
 
 def _target_from_dict(data: dict[str, Any], where: str) -> Target:
-    data = dict(data)
+    data = {k: v for k, v in data.items() if k not in RETIRED_KEYS}
     kw: dict[str, Any] = {}
     shapes = data.pop("shapes", {})
     if set(shapes) - _SHAPE_KEYS:

@@ -25,8 +25,20 @@ from typing import Any
 
 from deployconv.core.errors import BadInputError, DeployconvError
 from deployconv.core.fsio import atomic_dir, atomic_path, refuse_overwrite
+from deployconv.core.target import get_target
+from deployconv.engine import (
+    engine_spec_for,
+    facts_from_model,
+    make_plan,
+    trtexec_command,
+    trtexec_run_command,
+)
+from deployconv.engine.dla import dla_capability
 from deployconv.pipeline.bundle_readme import PLUGIN_LIBRARY, ReadmeFacts, render_readme
+from deployconv.trust.closed import require_closed
 from deployconv.trust.manifest import MANIFEST, read_manifest, sha256_file, write_manifest
+from deployconv.trust.pin import manifest_sha256, pin_path, write_pin
+from deployconv.trust.signing import load_private_key, sign_manifest
 
 BUNDLE_FORMAT = "deployconv.bundle/1"
 EXPORT_FILES = ("model.onnx", "reference.npz", "report.json")
@@ -124,7 +136,7 @@ def write_deterministic_tar(src: Path, dest: Path, arcname: str) -> None:
 
 
 def trtexec_line(proto: Any, target: Any) -> tuple[str | None, str]:
-    """The trtexec command building the same engine as `deployconv build-engine` (deployconv.engine's plan), for
+    """The trtexec command building the same engine as `deployconv build-engine` (its build recipe), for
     the oldest TensorRT the target accepts, with device-side paths; or None and why there is none."""
     build, _run, note = trtexec_lines(proto, target)
     return build, note
@@ -137,31 +149,19 @@ def trtexec_lines(proto: Any, target: Any) -> tuple[str | None, str | None, str]
         return None, None, "the target runs on ONNX Runtime"
     version = target.tensorrt.min_version if target.tensorrt else TRT_VERSION_FALLBACK
     try:
-        from deployconv.engine import (
-            engine_spec_for,
-            facts_from_model,
-            make_plan,
-            trtexec_command,
-            trtexec_run_command,
-        )
-    except ImportError as e:  # deployconv.engine is optional at import time; the README still has the steps
-        return None, None, f"deployconv.engine is not available here ({e})"
-    try:
         spec = engine_spec_for(target)
         facts = facts_from_model(proto, "model.onnx")
         libs = (PLUGIN_LIBRARY,) if facts.plugin_nodes else ()
-        plan = make_plan(spec, version, facts, libs)
+        recipe = make_plan(spec, version, facts, libs)
     except DeployconvError as e:
         return None, None, f"TensorRT {version} cannot build this target: {e.what}"
-    return (trtexec_command(plan, "model.onnx", libs, "engine.plan"),
-            trtexec_run_command(plan, libs, "engine.plan"), f"TensorRT {version}")
+    return (trtexec_command(recipe, "model.onnx", libs, "engine.plan"),
+            trtexec_run_command(recipe, libs, "engine.plan"), f"TensorRT {version}")
 
 
 def _check_export(export_dir: Path) -> dict[str, Any]:
     """The export's manifest, after the closed check: a bundle carries exactly what the export verified, and
     every path it copies (ort_model included) is a listed, hash-checked file inside the export."""
-    from deployconv.trust.closed import require_closed
-
     if not export_dir.is_dir():
         raise BadInputError(f"{export_dir} is not a directory", fix="pass the folder written by `deployconv export`")
     manifest = read_manifest(export_dir)
@@ -212,11 +212,6 @@ def make_bundle(export_dir: Path, out_dir: Path, *, force: bool = False, root: P
     this deployconv runs from). `sign_key`: an Ed25519 private key (deployconv keygen) that signs manifest.json
     (manifest.json.sig, inside the bundle). The manifest's sha256 (the pin) goes to OUT.manifest.sha256."""
     import onnx
-
-    from deployconv.core.target import get_target
-    from deployconv.engine.dla import dla_capability
-    from deployconv.trust.pin import manifest_sha256, pin_path, write_pin
-    from deployconv.trust.signing import load_private_key, sign_manifest
 
     export_dir, out_dir = Path(export_dir), Path(out_dir)
     tarball = tarball_for(out_dir)

@@ -21,6 +21,16 @@ import onnx
 
 from deployconv.core.errors import BadInputError
 from deployconv.core.target import Target
+from deployconv.export.align import align, tensor_map
+from deployconv.export.precision.calibration import load_calibration
+from deployconv.export.precision.fp16 import convert_fp16, ensure_node_names
+from deployconv.export.precision.fp16_emulate import emulation_report
+from deployconv.export.precision.fp16_guard import MEASURED, guard_fp16
+from deployconv.export.precision.int8 import quantize_int8
+from deployconv.export.precision.sensitivity import ort_runner, quantize_within_budget
+from deployconv.models.registry import ModelInfo
+from deployconv.pipeline.graph import Graphs
+from deployconv.pipeline.options import ExportOptions
 
 # A target's quant.activation -> the int8 module's activation profile.
 ACTIVATION_PROFILE = {"int8": "int8-symmetric", "uint8": "uint8"}
@@ -40,15 +50,13 @@ class PrecisionResult:
     notes: list[str] = field(default_factory=list)  # printed loudly by the CLI (e.g. synthetic calibration)
 
 
-def apply_precision(graphs: Any, tgt: Target, batches: Sequence[np.ndarray], opts: Any, info: Any,
+def apply_precision(graphs: Graphs, tgt: Target, batches: Sequence[np.ndarray], opts: ExportOptions, info: ModelInfo,
                     progress: Callable[[str], None] | None = None) -> PrecisionResult | None:
     """None for fp32 and bf16 targets (the fp32 graph is the artifact); else the reduced-precision graphs.
-    `graphs` is the pipeline's Graphs, `info` the model's ModelInfo (preprocessing for --calib images)."""
+    `info`: the model's preprocessing, for --calib images."""
     step = progress or (lambda _s: None)
     if tgt.precision in ("fp32", "bf16"):
         return None
-    from deployconv.export.precision.fp16 import ensure_node_names
-
     twin = ensure_node_names(_copy(graphs.twin))
     artifact = ensure_node_names(_copy(graphs.final)) if graphs.twinned else twin
     if tgt.precision == "fp16":
@@ -64,18 +72,8 @@ def _copy(proto: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
-def _alignment(twin: onnx.ModelProto, artifact: onnx.ModelProto) -> Any:
-    from deployconv.export.align import align
-
-    return align(twin, artifact)
-
-
 def _fp16(twin: onnx.ModelProto, artifact: onnx.ModelProto, tgt: Target, batches: Sequence[np.ndarray], opts: Any,
           step: Callable[[str], None]) -> PrecisionResult:
-    from deployconv.export.precision.fp16 import convert_fp16
-    from deployconv.export.precision.fp16_emulate import emulation_report
-    from deployconv.export.precision.fp16_guard import MEASURED, guard_fp16
-
     io = opts.io_dtype or tgt.io_dtype
     step("fp16: convert and guard")
     mixed_twin, rep = guard_fp16(twin, batches, tgt.budget, io_dtype=io)
@@ -83,7 +81,7 @@ def _fp16(twin: onnx.ModelProto, artifact: onnx.ModelProto, tgt: Target, batches
     carried: dict[str, Any] = {"same_graph": artifact is twin}
     mixed_artifact = mixed_twin
     if artifact is not twin:
-        pairs = _alignment(twin, artifact).pairs
+        pairs = align(twin, artifact).pairs
         keep = frozenset(pairs[n] for n in measured if n in pairs)
         mixed_artifact, conv = convert_fp16(artifact, io_dtype=io, keep_fp32_nodes=keep)
         carried.update(kept_fp32_by_measurement=sorted(keep),
@@ -105,10 +103,6 @@ def _fp16(twin: onnx.ModelProto, artifact: onnx.ModelProto, tgt: Target, batches
 
 def _int8(twin: onnx.ModelProto, artifact: onnx.ModelProto, tgt: Target, batches: Sequence[np.ndarray], opts: Any,
           info: Any, step: Callable[[str], None]) -> PrecisionResult:
-    from deployconv.export.precision.calibration import load_calibration
-    from deployconv.export.precision.int8 import quantize_int8
-    from deployconv.export.precision.sensitivity import ort_runner, quantize_within_budget
-
     assert tgt.quant is not None  # targets.py refuses int8 without [quant]
     activation = ACTIVATION_PROFILE[tgt.quant.activation]
     method = opts.calib_method or tgt.quant.method
@@ -127,9 +121,7 @@ def _int8(twin: onnx.ModelProto, artifact: onnx.ModelProto, tgt: Target, batches
         qart, art_rep, carried = qtwin, rep, {"same_graph": True}
         if artifact is not twin:
             step("int8: carry the ranges and exclusions to the plugin graph")
-            al = _alignment(twin, artifact)
-            from deployconv.export.align import tensor_map
-
+            al = align(twin, artifact)
             mapped = Path(tmp) / "ranges_artifact.json"
             renamed = _rename_ranges(cache, mapped, tensor_map(twin, artifact, al))
             exclude = [al.pairs[n] for n in rep.excluded_nodes if n in al.pairs]

@@ -1,22 +1,33 @@
 """`deployconv validate DIR`: re-check an exported directory or device bundle.
 
 Hashes against manifest.json, then the model against reference.npz (inputs and the train-form outputs recorded at
-export), within the target's budget: the ONNX on ONNX Runtime where it is installed, and engine.plan on TensorRT
-for TensorRT targets where both exist. Where PyTorch and the model source are available the whole chain re-runs
-first. Torch-free otherwise: a Jetson with TensorRT, numpy and cuda-python validates its engine."""
+export), within the chain's budgets (deployconv.core.target.chain_budget): the ONNX on ONNX Runtime where it is
+installed, and engine.plan on TensorRT for TensorRT targets where both exist. Where PyTorch and the model source
+are available the whole chain re-runs first. Torch-free otherwise: a Jetson with TensorRT, numpy and cuda-python
+validates its engine."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from deployconv.core.errors import BadInputError, CheckFailedError, MissingEnvironmentError
-from deployconv.core.target import FP32_BUDGET, target_of_manifest
-from deployconv.trust.manifest import read_manifest
+from deployconv.core.reference import load_reference
+from deployconv.core.target import chain_budget, onnx_precision, target_of_manifest
+from deployconv.models.seeded import create_seeded
+from deployconv.plugins.library import plugin_library
+from deployconv.runtime.ort import OrtRunner
+from deployconv.trust.closed import require_closed
+from deployconv.trust.manifest import read_manifest, sha256_file
+from deployconv.trust.source import source_sha256
+from deployconv.validate.chain import Stage, engine_runner, reference_stages, runner_stage, torch_stages
+from deployconv.validate.io_layout import io_layout_from_manifest
+from deployconv.validate.parity import merge_points, run_chain
+
+ONNX_STAGE = "onnx (ort-cpu)"
+ENGINE_STAGE = "engine (tensorrt)"
 
 
 def source_decision(manifest: dict[str, Any], model: str | None, trust_source: bool) -> tuple[str | None, str]:
@@ -25,8 +36,6 @@ def source_decision(manifest: dict[str, Any], model: str | None, trust_source: b
     Nothing named only by a manifest is executed: a user source (`file.py:factory`, `pkg.module:factory`) runs
     when the user names it again (`--model`), or with `--trust-source` when the file's sha256 equals the one the
     export recorded. A zoo name runs deployconv's own code, so it needs neither."""
-    from deployconv.trust.source import source_sha256
-
     if model is not None:
         return model, f"model source {model} named with --model"
     recorded = manifest["model"]
@@ -51,10 +60,8 @@ def source_decision(manifest: dict[str, Any], model: str | None, trust_source: b
     return recorded, f"model source {recorded} (sha256 matches the manifest; --trust-source)"
 
 
-def _torch_chain(manifest: dict[str, Any], source: str | None, why: str) -> tuple[list | None, str]:
+def _torch_chain(manifest: dict[str, Any], source: str | None, why: str) -> tuple[list[Stage] | None, str]:
     """The PyTorch stages rebuilt from `source` (see source_decision), or None with the reason they cannot be."""
-    import importlib.util
-
     if source is None:
         return None, why
     if importlib.util.find_spec("torch") is None:
@@ -63,24 +70,18 @@ def _torch_chain(manifest: dict[str, Any], source: str | None, why: str) -> tupl
         return None, "exported from an in-memory module: checked ONNX against the recorded reference only"
     weights = manifest.get("weights")
     if weights:
-        from deployconv.trust.manifest import sha256_file
-
         if not Path(weights).is_file():
             return None, f"weights {weights} not found here: checked ONNX against the recorded reference only"
         if sha256_file(Path(weights)) != manifest.get("weights_sha256"):
             raise BadInputError(f"weights {weights} differ from the ones exported (sha256)",
                                 fix="pass the directory exported from these weights, or re-export")
-    from deployconv.pipeline.export import create_seeded, torch_stages
-    from deployconv.reparam import reparameterize
+    from deployconv.reparam import reparameterize  # torch
 
-    train = create_seeded(source, weights, tuple(manifest.get("allow_missing", ())),
-                          int(manifest.get("init_seed", 0)))
+    seed = int(manifest.get("init_seed", 0))
+    train = create_seeded(source, weights, tuple(manifest.get("allow_missing", ())), seed)
     if manifest.get("io_spec"):  # named inputs/outputs: the stages feed and name them as the export did
-        from deployconv.pipeline.io import plan_from_manifest
-        from deployconv.pipeline.io import torch_stages as io_torch_stages
-
-        plan = plan_from_manifest(manifest["io_spec"], int(manifest.get("init_seed", 0)))
-        return io_torch_stages(train, reparameterize(train, probe=plan.small_probe), plan), \
+        layout = io_layout_from_manifest(manifest["io_spec"], seed)
+        return torch_stages(train, reparameterize(train, probe=layout.small_probe), layout), \
             f"full chain re-run: {why}"
     return torch_stages(train, reparameterize(train)), f"full chain re-run: {why}"
 
@@ -89,7 +90,7 @@ RUNTIME_CHOICES = ("auto", "ort", "trt")
 
 
 @dataclass(frozen=True)
-class ValidationPlan:
+class RuntimeChoice:
     """Which runtimes re-run the model against reference.npz, and why the others do not."""
 
     ort: bool
@@ -97,8 +98,8 @@ class ValidationPlan:
     notes: tuple[str, ...]
 
 
-def plan_validation(requested: str, target_runtime: str, engine_present: bool, have_ort: bool,
-                    have_trt: bool) -> ValidationPlan:
+def choose_runtimes(requested: str, target_runtime: str, engine_present: bool, have_ort: bool,
+                    have_trt: bool) -> RuntimeChoice:
     """Pure decision: ONNX Runtime runs the ONNX (the plugin graph's twin where there is one) wherever it is
     installed; TensorRT runs engine.plan for TensorRT targets where both exist. `requested` "ort"/"trt" insists
     on one (MissingEnvironmentError when it cannot run). A device with only TensorRT (no onnxruntime) validates
@@ -124,144 +125,58 @@ def plan_validation(requested: str, target_runtime: str, engine_present: bool, h
                                       "an engine.plan) is available",
                                       fix="pip install onnxruntime, or build the engine with TensorRT: "
                                           "`deployconv build-engine DIR`")
-    return ValidationPlan(ort, trt, tuple(notes))
-
-
-def _chunked(runner: Any, max_batch: int | None) -> Callable[[np.ndarray], np.ndarray]:
-    """A parity stage over `runner`: static-batch models (DLA) take the reference in chunks of their batch,
-    dynamic ones in chunks of at most the profile's max batch."""
-    runner.activate()
-    name, meta = next(iter(runner.input_metadata().items()))
-    static = meta.shape[0] if meta.shape and isinstance(meta.shape[0], int) and meta.shape[0] > 0 else None
-    dtype = meta.dtype or np.float32
-
-    def run(batch: np.ndarray) -> np.ndarray:
-        if static and len(batch) % static:
-            raise BadInputError(f"reference.npz has {len(batch)} samples, not a multiple of the model's batch {static}",
-                                fix="re-export: the reference must be recorded at the model's batch")
-        step = static or min(len(batch), max_batch or len(batch))
-        outs = [next(iter(runner.infer({name: batch[i:i + step].astype(dtype)}).values()))
-                for i in range(0, len(batch), step)]
-        return np.concatenate([np.asarray(o, dtype=np.float64) for o in outs], axis=0)
-
-    return run
+    return RuntimeChoice(ort, trt, tuple(notes))
 
 
 def _plugin_libraries(directory: Path, manifest: dict[str, Any], plugins: list[str] | None) -> list[str]:
     if plugins or not manifest.get("plugins"):
         return list(plugins or ())
     from deployconv.pipeline.bundle_readme import PLUGIN_LIBRARY
-    from deployconv.plugins.library import plugin_library
 
     local = directory / PLUGIN_LIBRARY  # a device bundle builds its own
     return [plugin_library(local if local.is_file() else None).path]
 
 
 def reference_parity(directory: Path, manifest: dict[str, Any], target: Any, *, runtime: str = "auto",
-                     plugins: list[str] | None = None, torch_chain: list | None = None,
+                     plugins: list[str] | None = None, torch_chain: list[Stage] | None = None,
                      allow_host_code: bool = False) -> dict[str, Any]:
-    """The model in `directory` against its reference.npz, on the runtimes `plan_validation` picks, after the
-    PyTorch stages `torch_chain` (fp64, fp32, deploy) when given. Shared by `validate` and `check`.
-    `allow_host_code`: the user allows a version-compatible engine.plan (it runs code embedded in the file)."""
-    import importlib.util
-
-    from deployconv.validate.parity import run_chain
-    from deployconv.validate.reference import load_reference
-
-    ref_path = directory / "reference.npz"
-    if not ref_path.is_file():
-        raise BadInputError(f"{directory} has no reference.npz", fix="re-export with this deployconv version")
+    """The model in `directory` against its reference.npz (every recorded shape point: min/opt/max), on the
+    runtimes `choose_runtimes` picks, after the PyTorch stages `torch_chain` (fp64, fp32, deploy) when given.
+    Shared by `validate` and `check`. `allow_host_code`: the user allows a version-compatible engine.plan (it
+    runs code embedded in the file)."""
     io_spec = manifest.get("io_spec")
-    if io_spec:
-        return _named_reference_parity(directory, manifest, target, io_spec, runtime=runtime, plugins=plugins,
-                                       torch_chain=torch_chain, allow_host_code=allow_host_code)
-    ref = load_reference(ref_path, manifest.get("io"))
-    plan = plan_validation(runtime, target.runtime, (directory / "engine.plan").is_file(),
-                           importlib.util.find_spec("onnxruntime") is not None,
-                           importlib.util.find_spec("tensorrt") is not None)
-    max_batch = None if not target.dynamic_batch else target.max_batch
-    runners = []
-    model_stages = []
-    try:
-        if plan.ort:
-            from deployconv.runtime.ort import OrtRunner
-
-            runners.append(OrtRunner(directory / manifest.get("ort_model", "model.onnx")))
-            model_stages.append(("onnx (ort-cpu)", _chunked(runners[-1], max_batch)))
-        if plan.trt:
-            from deployconv.runtime.trt import TrtRunner
-
-            runners.append(TrtRunner(directory / "engine.plan", plugins=_plugin_libraries(directory, manifest, plugins),
-                                     allow_host_code=allow_host_code))
-            model_stages.append(("engine (tensorrt)", _chunked(runners[-1], max_batch)))
-        expected = ref.expected.astype(np.float64)
-        inputs = ref.input
-        recorded = ("reference (train-fp32, recorded)", lambda _b: expected)
-        if torch_chain:  # fp64 -> fp32 train -> recorded reference (must equal a fresh fp32 run) -> deploy -> models
-            fp64, fp32, deploy = torch_chain
-            stages = [fp64, fp32, recorded, deploy, *model_stages]
-        else:
-            stages = [recorded, *model_stages]
-        budget = FP32_BUDGET if target.precision != "fp32" else target.budget
-        parity, _ = run_chain(stages, [inputs], budget, {"reference.npz": {"samples": int(inputs.shape[0])}},
-                              stage_budgets={name: target.budget for name, _ in model_stages})
-    finally:
-        for r in runners:
-            r.deactivate()
-    return {"runtimes": [n for n, _ in model_stages], "notes": list(plan.notes), "parity": parity.to_dict()}
-
-
-def _named_reference_parity(directory: Path, manifest: dict[str, Any], target: Any, io_spec: dict[str, Any], *,
-                            runtime: str, plugins: list[str] | None, torch_chain: list | None,
-                            allow_host_code: bool = False) -> dict[str, Any]:
-    """reference_parity for a model with named inputs/outputs, at every recorded shape point (min/opt/max)."""
-    import importlib.util
-
-    from deployconv.core.reference import load_reference
-    from deployconv.validate.named_stage import runner_stage
-    from deployconv.validate.parity import merge_points, run_chain
-
-    in_names = [i["name"] for i in io_spec["inputs"]]
-    out_names = list(io_spec["outputs"])
-    points = load_reference(directory / "reference.npz", in_names, out_names)
-    plan = plan_validation(runtime, target.runtime, (directory / "engine.plan").is_file(),
-                           importlib.util.find_spec("onnxruntime") is not None,
-                           importlib.util.find_spec("tensorrt") is not None)
+    in_names = [i["name"] for i in io_spec["inputs"]] if io_spec else None
+    out_names = list(io_spec["outputs"]) if io_spec else None
+    points = load_reference(directory / "reference.npz", in_names, out_names,
+                            io=None if io_spec else manifest.get("io"))
+    choice = choose_runtimes(runtime, target.runtime, (directory / "engine.plan").is_file(),
+                             importlib.util.find_spec("onnxruntime") is not None,
+                             importlib.util.find_spec("tensorrt") is not None)
     max_batch = None if not target.dynamic_batch else target.max_batch
     runners: list[Any] = []
-    model_stages = []
+    model_stages: list[Stage] = []
     try:
-        if plan.ort:
-            from deployconv.runtime.ort import OrtRunner
-
-            runners.append(OrtRunner(directory / manifest.get("ort_model", "model.onnx")).activate())
-            model_stages.append(("onnx (ort-cpu)", runner_stage(runners[-1], out_names, max_batch)))
-        if plan.trt:
-            from deployconv.runtime.trt import TrtRunner
-
-            runners.append(TrtRunner(directory / "engine.plan", plugins=_plugin_libraries(directory, manifest, plugins),
-                                     allow_host_code=allow_host_code).activate())
-            model_stages.append(("engine (tensorrt)", runner_stage(runners[-1], out_names, max_batch)))
-        budget = FP32_BUDGET if target.precision != "fp32" else target.budget
+        if choice.ort:
+            runners.append(OrtRunner(directory / manifest.get("ort_model", "model.onnx")))
+            model_stages.append((ONNX_STAGE, runner_stage(runners[-1], max_batch, out_names)))
+        if choice.trt:
+            runners.append(engine_runner(directory / "engine.plan", _plugin_libraries(directory, manifest, plugins),
+                                         allow_host_code))
+            model_stages.append((ENGINE_STAGE, runner_stage(runners[-1], max_batch, out_names)))
+        budgets = {ONNX_STAGE: chain_budget(target, onnx_precision(target.precision)),
+                   ENGINE_STAGE: chain_budget(target, target.precision)}
         reports = {}
         for p in points:
-            expected = p.expected_batch()
-            recorded = ("reference (train-fp32, recorded)", lambda _b, e=expected: e)
-            if torch_chain:
-                fp64, fp32, deploy = torch_chain
-                stages = [fp64, fp32, recorded, deploy, *model_stages]
-            else:
-                stages = [recorded, *model_stages]
-            shapes = {k: list(v.shape) for k, v in p.inputs.items()}
-            reports[p.point], _ = run_chain(stages, [p.batch()], budget,
-                                            {"reference.npz": {"point": p.point, "shapes": shapes}},
-                                            stage_budgets={name: target.budget for name, _ in model_stages})
+            inputs = {"reference.npz": {"point": p.point, "shapes": {k: list(v.shape) for k, v in p.inputs.items()}}
+                      if io_spec else {"samples": int(p.batch().shape[0])}}
+            reports[p.point], _ = run_chain(reference_stages(p.expected_batch(), torch_chain, model_stages),
+                                            [p.batch()], chain_budget(target), inputs, stage_budgets=budgets)
         by_point = {p.point: {k: tuple(v.shape) for k, v in p.inputs.items()} for p in points}
         parity = reports[points[0].point] if len(points) == 1 else merge_points(reports, by_point.__getitem__)
     finally:
         for r in runners:
             r.deactivate()
-    return {"runtimes": [n for n, _ in model_stages], "notes": list(plan.notes), "parity": parity.to_dict()}
+    return {"runtimes": [n for n, _ in model_stages], "notes": list(choice.notes), "parity": parity.to_dict()}
 
 
 def recheck_dir(directory: Path, *, torch_free: bool = False, runtime: str = "auto",
@@ -269,7 +184,6 @@ def recheck_dir(directory: Path, *, torch_free: bool = False, runtime: str = "au
                 trust_source: bool = False, expect: str | None = None, trust: Path | None = None) -> dict[str, Any]:
     """Validate `directory`: bind the manifest (--expect/--trust), the closed-manifest check (CheckFailedError
     naming each file on any difference), then the parity chain."""
-    from deployconv.trust.closed import require_closed
     from deployconv.validate.device import bind_manifest
 
     directory = Path(directory)

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from deployconv.core.errors import CheckFailedError
 from deployconv.core.target import Budget
 from deployconv.validate.metrics import compare
 
@@ -75,8 +76,6 @@ def compare_named(ref: np.ndarray | dict, out: np.ndarray | dict) -> dict:
     if not isinstance(ref, dict):
         return asdict(compare(ref, out))
     if not isinstance(out, dict) or set(ref) != set(out):
-        from deployconv.core.errors import CheckFailedError
-
         raise CheckFailedError(f"output names differ between stages: {sorted(ref)} vs "
                                f"{sorted(out) if isinstance(out, dict) else 'one unnamed output'}",
                                fix="re-export: every runner must return the names recorded in the manifest")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from deployconv.core.outputs import flatten
 from deployconv.runtime.base import TensorMeta
 from deployconv.runtime.ort import OrtRunner, available_cpus
 from deployconv.runtime.torch_runner import TorchRunner
@@ -83,6 +84,4 @@ class _Flat:
         return getattr(self.module, name)
 
     def __call__(self, *args):
-        from deployconv.core.outputs import flatten
-
         return tuple(flatten(self.module(*args)).tensors)

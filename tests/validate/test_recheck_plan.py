@@ -12,7 +12,7 @@ from deployconv.pipeline.bundle import make_bundle
 from deployconv.pipeline.export import ExportOptions, export
 from deployconv.trust.manifest import read_manifest, verify_hashes
 from deployconv.validate.device import check_bundle
-from deployconv.validate.export_dir import plan_validation, recheck_dir
+from deployconv.validate.export_dir import choose_runtimes, recheck_dir
 
 CUSTOM = f"{Path(__file__).parents[1] / 'fixtures' / 'custom_ops_model.py'}:build"
 
@@ -27,8 +27,8 @@ CUSTOM = f"{Path(__file__).parents[1] / 'fixtures' / 'custom_ops_model.py'}:buil
     ("ort", "tensorrt", True, True, True, (True, False)),
     ("trt", "onnxruntime", True, True, True, (False, True)),
 ])
-def test_plan_validation(requested, runtime, engine, ort, trt, expect):
-    plan = plan_validation(requested, runtime, engine, ort, trt)
+def test_choose_runtimes(requested, runtime, engine, ort, trt, expect):
+    plan = choose_runtimes(requested, runtime, engine, ort, trt)
     assert (plan.ort, plan.trt) == expect
     if runtime == "tensorrt" and requested == "auto" and not plan.trt:
         assert plan.notes and "engine not checked" in plan.notes[0]
@@ -40,9 +40,9 @@ def test_plan_validation(requested, runtime, engine, ort, trt, expect):
     ("ort", True, False, True, "onnxruntime is not installed"),
     ("auto", True, False, False, "nothing here can run the model"),
 ])
-def test_plan_validation_refuses_what_cannot_run(requested, engine, ort, trt, words):
+def test_choose_runtimes_refuses_what_cannot_run(requested, engine, ort, trt, words):
     with pytest.raises(MissingEnvironmentError, match=words):
-        plan_validation(requested, "tensorrt", engine, ort, trt)
+        choose_runtimes(requested, "tensorrt", engine, ort, trt)
 
 
 @pytest.fixture(scope="module")
