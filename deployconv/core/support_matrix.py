@@ -17,13 +17,11 @@ that reaches a band without DLA, DLA on Thor, and a JetPack 6 target reaching Te
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
+from deployconv.core.compat import OPEN, Version, parse_version
+from deployconv.core.compat import upper_bound as _upto
 from deployconv.core.errors import BadInputError
-
-Version = tuple[int, int, int]
-OPEN = 10**6  # "any" component: an upper bound "10.7" covers every 10.7.x
 
 MIGRATION_11_4_1 = "https://docs.nvidia.com/deeplearning/tensorrt/11.4.1/api/migration/tensorrt-10x-to-11x-jetson.html"
 MIGRATION_11_3_0 = "https://docs.nvidia.com/deeplearning/tensorrt/11.3.0/api/migration/tensorrt-10x-to-11x-jetson.html"
@@ -87,12 +85,6 @@ def _v(text: str) -> Version:
     return parts[0], parts[1], parts[2]
 
 
-def _upto(text: str) -> Version:
-    """The top of `text` as an upper bound: "10.7" -> 10.7.x, "11" -> 11.x.x."""
-    parts = [int(p) for p in text.split(".")]
-    return tuple(parts + [OPEN] * (3 - len(parts)))  # type: ignore[return-value]
-
-
 def _fmt(v: Version, exact: bool = False) -> str:
     shown = [str(p) for p in v if p != OPEN]
     while not exact and len(shown) > 2 and shown[-1] == "0":
@@ -106,14 +98,6 @@ def _range_label(lo: Version, hi: Version) -> str:
     if lo == hi:
         return _fmt(lo, exact=True)
     return _fmt(lo) if _fmt(lo) + ".x" == _fmt(hi) else f"{_fmt(lo)} to {_fmt(hi)}"
-
-
-def parse_version(text: str) -> Version:
-    """"10.3", "10.3.0.26", "11.4.1" -> (major, minor, patch); BadInputError when unreadable."""
-    m = re.match(r"\s*(\d+)(?:\.(\d+))?(?:\.(\d+))?", str(text))
-    if not m:
-        raise BadInputError(f"cannot read a version from {text!r}", fix="write it as MAJOR.MINOR[.PATCH]")
-    return int(m.group(1)), int(m.group(2) or 0), int(m.group(3) or 0)
 
 
 _DLA_10_7 = Source(DLA_11_4_1, "TensorRT 10.7 was the last 10.x release that supported DLA")

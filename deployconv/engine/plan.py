@@ -9,6 +9,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from deployconv.core.compat import version_in_range
 from deployconv.core.errors import BadInputError, MissingEnvironmentError
 from deployconv.core.support_matrix import target_refusals
 from deployconv.engine.onnx_facts import OnnxFacts
@@ -102,13 +103,6 @@ def _lists(v: Any) -> Any:
     return v
 
 
-def _within(version: TrtVersion, bound: str, upper: bool) -> bool:
-    """`version` against a target's inclusive bound; "10.3" as an upper bound covers every 10.3.x."""
-    parts = [int(p) for p in bound.split(".")]
-    have = [version.major, version.minor, version.patch][:len(parts)]
-    return have <= parts if upper else have >= parts
-
-
 def check_trt_version(version: TrtVersion, spec: EngineSpec, facts: OnnxFacts | None = None) -> None:
     """MissingEnvironmentError when this TensorRT cannot build what `spec` (and the graph) asks."""
     v = (version.major, version.minor)
@@ -117,8 +111,7 @@ def check_trt_version(version: TrtVersion, spec: EngineSpec, facts: OnnxFacts | 
             f"TensorRT {version} is too old for deployconv engines (8.5 or newer; 10.1+ for plugins)",
             why="the runner needs named I/O tensors and execute_async_v3 (TensorRT 8.5+)",
             fix="upgrade TensorRT: pip install 'tensorrt>=10' on x86/SBSA; on Jetson, JetPack 6.1+ ships TensorRT 10.3")
-    if (spec.min_trt and not _within(version, spec.min_trt, upper=False)) or (
-            spec.max_trt and not _within(version, spec.max_trt, upper=True)):
+    if not version_in_range(str(version), spec.min_trt, spec.max_trt):
         wanted = f"{spec.min_trt or 'any'} .. {spec.max_trt or 'any newer'}"
         raise MissingEnvironmentError(
             f"target {spec.target!r} is for TensorRT {wanted}; this is TensorRT {version}",
