@@ -38,9 +38,10 @@ L4T_JETPACK: tuple[tuple[int, int, int, str], ...] = (
 
 def available_cpu_ids() -> list[int]:
     """The CPUs this process may run on (its affinity mask: taskset, cgroups' cpusets), ascending."""
-    if hasattr(os, "sched_getaffinity"):
+    try:
         return sorted(os.sched_getaffinity(0))
-    return list(range(os.cpu_count() or 1))
+    except (AttributeError, OSError):  # no affinity API (macOS, Windows): every logical core
+        return list(range(os.cpu_count() or 1))
 
 
 def available_cpus() -> int:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from deployconv.core.env import available_cpus
 from deployconv.core.errors import BadInputError, MissingEnvironmentError
 from deployconv.runtime.base import Runner, TensorMeta
 
@@ -29,14 +30,6 @@ _ORT_DTYPES = {
     "tensor(uint8)": np.uint8, "tensor(uint16)": np.uint16, "tensor(uint32)": np.uint32,
     "tensor(uint64)": np.uint64, "tensor(bool)": np.bool_,
 }
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity mask), else the logical core count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def sha256_of(path_or_bytes: str | os.PathLike[str] | bytes) -> str:

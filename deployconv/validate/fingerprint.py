@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from deployconv.core.env import available_cpus
+
 SCHEMA = "deployconv.fingerprint/1"
 
 
@@ -131,13 +133,6 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def affinity_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def collect(*, runtime: str | None = None, runtime_version: str | None = None, providers: tuple[str, ...] = (),
             threads: int | None = None, graph_sha256: str | None = None,
             external_data_sha256: str | None = None, engine_sha256: str | None = None, batch: int | None = None,
@@ -151,7 +146,7 @@ def collect(*, runtime: str | None = None, runtime_version: str | None = None, p
         load = None
     ort = _version("onnxruntime") or _version("onnxruntime-gpu")
     return Fingerprint(
-        cpu_model=cpu_model(), cpu_logical_cores=os.cpu_count() or 1, cpu_affinity=affinity_count(),
+        cpu_model=cpu_model(), cpu_logical_cores=os.cpu_count() or 1, cpu_affinity=available_cpus(),
         machine=platform.machine(), system=platform.system(), os=platform.platform(),
         cpu_governor=governor, cpu_freq_mhz=cur, cpu_max_freq_mhz=mx, load_avg=load,  # type: ignore[arg-type]
         device=device, driver=nvidia_driver() if device else None,
