@@ -18,11 +18,23 @@ from typing import Any
 
 from deployconv.core.errors import BadInputError, CheckFailedError, MissingEnvironmentError
 from deployconv.core.fsio import refuse_overwrite, write_atomic
+from deployconv.engine.inspector import (
+    LAYERS_FILE,
+    compare,
+    expected_from_manifest,
+    int8_nodes_of,
+    parse_engine_information,
+)
 from deployconv.engine.onnx_facts import OnnxFacts, read_onnx_facts
 from deployconv.engine.plan import MEMORY_POOL_TYPES, BuildPlan, make_plan
 from deployconv.engine.spec import EngineSpec, engine_spec_for
 from deployconv.engine.trtexec import trtexec_command
+from deployconv.plugins.library import plugin_library
+from deployconv.runtime.cuda_io import device_facts
+from deployconv.runtime.load_policy import PlanFacts, apply_runtime_settings, runtime_settings
 from deployconv.runtime.plugin_loading import load_plugin_libraries, resolve_library_paths
+from deployconv.runtime.tensorrt_api import capturing_logger
+from deployconv.trust.manifest import sha256_file
 
 ENGINE_FILE = "engine.plan"
 # The TensorRT versions the "no TensorRT here" message writes trtexec lines for (unless the target's range
@@ -60,17 +72,6 @@ def parser_failure(onnx_path: str | os.PathLike[str], issues: Sequence[ParserIss
                             why="TensorRT builds only graphs whose every node it can import", fix=fix)
 
 
-def import_tensorrt() -> Any:
-    """The tensorrt module, or MissingEnvironmentError (without the per-model trtexec line)."""
-    try:
-        import tensorrt
-    except ImportError as e:
-        raise MissingEnvironmentError("TensorRT is not installed", why=str(e),
-                                      fix="pip install 'tensorrt>=10' (x86/SBSA); on Jetson it comes with JetPack "
-                                          "(system python3)") from None
-    return tensorrt
-
-
 def resolve_plugin_libraries(plugins: Sequence[str | os.PathLike[str]] | None, facts: OnnxFacts) -> tuple[str, ...]:
     """The plugin libraries to load, as absolute real paths: the ones given (each must exist), else deployconv's
     own library when the graph has plugin nodes (deployconv.plugins.library.plugin_library(), imported lazily),
@@ -79,7 +80,6 @@ def resolve_plugin_libraries(plugins: Sequence[str | os.PathLike[str]] | None, f
         return resolve_library_paths(plugins)
     if not facts.plugin_nodes:
         return ()
-    from deployconv.plugins.library import plugin_library
 
     # MissingEnvironmentError (exit 3, with the build command) when not built
     return resolve_library_paths([plugin_library().path])
@@ -133,31 +133,6 @@ def _explain_missing_tensorrt(spec: EngineSpec, facts: OnnxFacts, onnx_path: Pat
         fix="on the device, run the same deployconv call where TensorRT is installed, or trtexec with the line "
             "above for its TensorRT major" + (f" ({PLUGIN_PLACEHOLDER} = the plugin library built on the device)"
                                               if PLUGIN_PLACEHOLDER in libs else ""))
-
-
-_LOGGERS: dict[int, Any] = {}
-
-
-def capturing_logger(trt: Any) -> Any:
-    """One TensorRT logger per tensorrt module (TensorRT wants the same logger for every builder/runtime),
-    keeping warnings and errors so failures can be shown to the user."""
-    key = id(trt)
-    if key not in _LOGGERS:
-        class CapturingLogger(trt.ILogger):
-            def __init__(self) -> None:
-                trt.ILogger.__init__(self)
-                self.messages: list[tuple[str, str]] = []
-
-            def log(self, severity: Any, msg: str) -> None:
-                if int(severity) <= int(trt.ILogger.Severity.WARNING):
-                    self.messages.append((getattr(severity, "name", str(severity)), msg))
-
-            def take(self) -> list[tuple[str, str]]:
-                out, self.messages = self.messages, []
-                return out
-
-        _LOGGERS[key] = CapturingLogger()
-    return _LOGGERS[key]
 
 
 def parser_issue(err: Any) -> ParserIssue:
@@ -247,7 +222,6 @@ def engine_entries(plan: BuildPlan, engine_path: Path, onnx_path: Path, *, devic
                    build_seconds: float | None = None, timing_cache: Path | None = None,
                    messages: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
     """The manifest's "engine" entry for a built plan: what was built, with what, on what, and how."""
-    from deployconv.trust.manifest import sha256_file
 
     log = [f"{sev}: {msg}" for sev, msg in messages]
     return {"engine": {
@@ -304,7 +278,6 @@ def build_engine(onnx_path: str | os.PathLike[str], target: Any, out_dir: str | 
     libs = resolve_plugin_libraries(plugins, facts)
     plan = make_plan(spec, trt.__version__, facts, libs)
 
-    from deployconv.runtime.cuda_io import device_facts
 
     device = device_facts()
     if plan.hardware_compatibility == "ampere+" and device is not None and device.sm_major < 8:
@@ -350,7 +323,6 @@ def build_engine(onnx_path: str | os.PathLike[str], target: Any, out_dir: str | 
 def inspect_engine(trt: Any, logger: Any, serialized: Any, plan: BuildPlan) -> str:
     """The engine's layer report: IEngineInspector.get_engine_information(LayerInformationFormat.JSON) of the
     plan just built (deserialized the way a runner would, with its DLA core and host code allowed: we built it)."""
-    from deployconv.runtime.load_policy import PlanFacts, apply_runtime_settings, runtime_settings
 
     runtime = trt.Runtime(logger)
     facts = PlanFacts(plan.runtime_needs_host_code, plan.dla_core if plan.device == "dla" else None)
@@ -368,13 +340,6 @@ def layer_report_entry(text: str, onnx_path: Path, manifest: dict[str, Any] | No
     keep-list, the int8 placement from the ONNX's Q/DQ, the DLA prediction), every difference listed."""
     import onnx
 
-    from deployconv.engine.inspector import (
-        LAYERS_FILE,
-        compare,
-        expected_from_manifest,
-        int8_nodes_of,
-        parse_engine_information,
-    )
 
     report = parse_engine_information(text)
     model = onnx.load(str(onnx_path), load_external_data=False)
@@ -390,7 +355,6 @@ def _write_layer_report(trt: Any, logger: Any, serialized: Any, plan: BuildPlan,
                         onnx_path: Path, requested: dict[str, Any] | None) -> dict[str, Any]:
     """Write engine.layers.json next to the plan and compare it with the export's request; a note instead
     when the inspector cannot run (the engine itself is fine)."""
-    from deployconv.engine.inspector import LAYERS_FILE
 
     try:
         text = inspect_engine(trt, logger, serialized, plan)

@@ -18,6 +18,7 @@ import numpy as np
 from deployconv.core.env import available_cpus
 from deployconv.core.errors import BadInputError, MissingEnvironmentError
 from deployconv.runtime.base import Runner, TensorMeta
+from deployconv.trust.manifest import sha256_file
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -35,8 +36,6 @@ _ORT_DTYPES = {
 def sha256_of(path_or_bytes: str | os.PathLike[str] | bytes) -> str:
     if isinstance(path_or_bytes, bytes | bytearray | memoryview):
         return hashlib.sha256(path_or_bytes).hexdigest()
-    from deployconv.trust.manifest import sha256_file
-
     return sha256_file(Path(path_or_bytes))
 
 

@@ -16,9 +16,19 @@ from typing import Any
 
 import numpy as np
 
+import deployconv.runtime.cuda_io as cuda_io
 from deployconv.core.errors import BadInputError, CheckFailedError, MissingEnvironmentError
 from deployconv.runtime.base import Runner, TensorMeta
-from deployconv.validate.latency import BenchResult, LatencyStats, benchmark, summarize
+from deployconv.runtime.load_policy import (
+    apply_runtime_settings,
+    plan_facts_near,
+    plugins_to_load,
+    runtime_settings,
+)
+from deployconv.runtime.ort import sha256_of
+from deployconv.runtime.plugin_loading import load_plugin_libraries, resolve_library_paths
+from deployconv.runtime.tensorrt_api import capturing_logger, import_tensorrt
+from deployconv.runtime.timing import BenchResult, LatencyStats, benchmark, summarize
 
 # TensorRT DataType member name -> numpy dtype name; types without a numpy dtype (BF16, FP8, INT4, FP4) are absent.
 TRT_TO_NUMPY = {"FLOAT": "float32", "HALF": "float16", "INT8": "int8", "INT32": "int32", "INT64": "int64",
@@ -177,9 +187,6 @@ class TrtRunner(Runner):
         if not self.engine_path.is_file():
             raise BadInputError(f"{self.engine_path}: no such engine file",
                                 fix="build one with deployconv's engine build (or trtexec --saveEngine)")
-        from deployconv.runtime.ort import sha256_of
-        from deployconv.runtime.plugin_loading import resolve_library_paths
-
         self.plugins = resolve_library_paths(plugins or ())  # absolute: load_library would search LD paths
         self.source = str(self.engine_path)
 
@@ -209,16 +216,6 @@ class TrtRunner(Runner):
 
     # --- activation ---
     def activate_impl(self) -> None:
-        from deployconv.engine.builder import capturing_logger, import_tensorrt
-        from deployconv.runtime import cuda_io
-        from deployconv.runtime.load_policy import (
-            apply_runtime_settings,
-            plan_facts_near,
-            plugins_to_load,
-            runtime_settings,
-        )
-        from deployconv.runtime.plugin_loading import load_plugin_libraries
-
         facts = plan_facts_near(self.engine_path)  # decided before TensorRT: a refusal needs no GPU
         settings = runtime_settings(facts, allow_host_code=self.allow_host_code, dla_core=self.dla_core,
                                     engine=str(self.engine_path))
