@@ -25,7 +25,7 @@ from deployconv.layers.modules import (
     fuse_conv_bn_modules,
     linear_with,
 )
-from deployconv.models.registry import ModelInfo, register_model
+from deployconv.models.registration import ModelInfo, register_model
 from deployconv.ops.ska import SKA
 
 __all__ = ["LSNet", "checkpoint_filter_fn"]

@@ -19,7 +19,7 @@ from torch import nn
 from deployconv.core.errors import BadInputError
 from deployconv.layers.fusion import bn_stats, dilate_kernel, fuse_conv_bn, fuse_linear_bn, merge_parallel
 from deployconv.layers.modules import conv_with, is_bn, linear_with
-from deployconv.models.registry import ModelInfo, register_model
+from deployconv.models.registration import ModelInfo, register_model
 
 # (kernel k, dilation r) of the parallel branches of a Dilated Reparam Block, by its large kernel size K.
 DEFAULT_DILATED_BRANCHES: dict[int, tuple[tuple[int, int], ...]] = {

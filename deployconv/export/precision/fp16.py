@@ -33,6 +33,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from deployconv.core.errors import BadInputError, CheckFailedError
 from deployconv.export.precision.fp16_rules import COORDINATE_INPUTS, FP16, NodeView, decide
+from deployconv.plugins.onnx_schemas import register_plugin_schemas
 
 FLOAT, FLOAT16 = TensorProto.FLOAT, TensorProto.FLOAT16
 FP16_MAX = 65504.0
@@ -222,8 +223,6 @@ def _opsets(model: onnx.ModelProto) -> dict[str, int]:
 def _schema(node: onnx.NodeProto, opsets: dict[str, int]) -> onnx.defs.OpSchema | None:
     domain = "" if node.domain == "ai.onnx" else node.domain
     if domain:
-        from deployconv.plugins.onnx_schemas import register_plugin_schemas
-
         register_plugin_schemas()
     try:
         return onnx.defs.get_schema(node.op_type, opsets.get(domain, 1), domain)
@@ -506,8 +505,6 @@ def fp16_array(a: np.ndarray) -> tuple[np.ndarray, int, int]:
 
 
 def _validate(model: onnx.ModelProto) -> None:
-    from deployconv.plugins.onnx_schemas import register_plugin_schemas
-
     register_plugin_schemas()
     try:
         onnx.checker.check_model(model)
