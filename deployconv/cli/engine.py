@@ -79,11 +79,11 @@ def _build(source: Path, target: str | None, plugins: list[Path] | None, out_dir
     onnx_path, tgt, exported = _resolve(source, target)
     libs = [str(p) for p in plugins] if plugins else None
     if plan_only:
-        from deployconv.engine.builder import plan_build
+        from deployconv.engine.builder import recipe_for
         from deployconv.engine.trtexec import trtexec_command, trtexec_run_command
 
         version = trt_version or (tgt.tensorrt.min_version if tgt.tensorrt else "10.3")
-        plan = plan_build(onnx_path, _with_profile(tgt, exported), version, libs)
+        plan = recipe_for(onnx_path, _with_profile(tgt, exported), version, libs)
         engine = (out_dir or onnx_path.parent) / "engine.plan"
         line = trtexec_command(plan, onnx_path, plan.plugin_libraries, engine)
         run_line = trtexec_run_command(plan, plan.plugin_libraries, engine)

@@ -23,7 +23,7 @@ from deployconv.matrix.steps import StepOptions, StepOutcome, run_step
 _SLOT: dict[str, Any] = {}
 
 
-def plan_slots(cpus: list[int], workers: int) -> list[list[int]]:
+def split_cpus(cpus: list[int], workers: int) -> list[list[int]]:
     """Split the CPUs into `workers` disjoint slices (sizes differ by at most one); more workers than CPUs
     share CPUs round-robin, one each."""
     if workers <= len(cpus):
@@ -63,7 +63,7 @@ class LocalExecutor:
     def __init__(self, out: Path, workers: int | None = None):
         cpus = available_cpu_ids()
         self.workers = workers or len(cpus)
-        self.slots = plan_slots(cpus, self.workers)
+        self.slots = split_cpus(cpus, self.workers)
         self.threads = max(1, min(len(s) for s in self.slots))
         self.out = Path(out)
         ctx = multiprocessing.get_context("spawn")

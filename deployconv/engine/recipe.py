@@ -1,6 +1,6 @@
-"""BuildPlan: every decision of one TensorRT build, assembled from the EngineSpec, the TensorRT version and
-the ONNX facts. Pure: the builder only carries a plan out, `trtexec_command` prints the same plan as a command
-line, and `plan.to_dict()` goes into the manifest so an engine says how it was made.
+"""BuildRecipe: every decision of one TensorRT build, assembled from the EngineSpec, the TensorRT version and
+the ONNX facts. Pure: the builder only carries a recipe out, `trtexec_command` prints the same recipe as a
+command line, and `recipe.to_dict()` goes into the manifest so an engine says how it was made.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from deployconv.core.compat import version_in_range
 from deployconv.core.errors import BadInputError, MissingEnvironmentError
 from deployconv.core.support_matrix import target_refusals
 from deployconv.engine.onnx_facts import OnnxFacts
-from deployconv.engine.precision import PrecisionPlan, plan_precision
+from deployconv.engine.precision import PrecisionChoice, choose_precision
 from deployconv.engine.profiles import Profile, make_profile
 from deployconv.engine.spec import DEFAULT_OPTIMIZATION_LEVEL, EngineSpec
 
@@ -52,11 +52,11 @@ class TrtVersion:
 
 
 @dataclass(frozen=True)
-class BuildPlan:
+class BuildRecipe:
     target: str
     trt_version: str
     trt_major: int
-    precision: PrecisionPlan
+    precision: PrecisionChoice
     profile: Profile
     network_flags: tuple[str, ...]  # NetworkDefinitionCreationFlag member names
     builder_flags: tuple[str, ...]  # BuilderFlag member names
@@ -146,15 +146,15 @@ def check_platform(version: TrtVersion, spec: EngineSpec) -> None:
         raise refusal.error(f"target {spec.target!r} on TensorRT {version}")
 
 
-def make_plan(spec: EngineSpec, trt_version: str | TrtVersion, facts: OnnxFacts,
-              plugin_libraries: tuple[str, ...] | list[str] = ()) -> BuildPlan:
+def make_recipe(spec: EngineSpec, trt_version: str | TrtVersion, facts: OnnxFacts,
+              plugin_libraries: tuple[str, ...] | list[str] = ()) -> BuildRecipe:
     """Every decision of the build (see the module docstring). Raises BadInputError for impossible asks,
     MissingEnvironmentError for what this TensorRT or the missing plugin library cannot do."""
     version = TrtVersion.parse(trt_version)
     check_platform(version, spec)
     check_trt_version(version, spec, facts)
     dla = spec.uses_dla
-    precision = plan_precision(spec.precision, version.major, facts, strongly_typed=spec.strongly_typed, dla=dla)
+    precision = choose_precision(spec.precision, version.major, facts, strongly_typed=spec.strongly_typed, dla=dla)
     profile = make_profile(facts, spec)
     libs = tuple(str(p) for p in plugin_libraries)
     plugin_nodes = facts.plugin_counts()
@@ -219,7 +219,7 @@ def make_plan(spec: EngineSpec, trt_version: str | TrtVersion, facts: OnnxFacts,
                          f"{spec.optimization_level} is not applied")
     notes.extend(profile.notes)
 
-    return BuildPlan(
+    return BuildRecipe(
         target=spec.target, trt_version=str(version), trt_major=version.major, precision=precision, profile=profile,
         network_flags=network_flags, builder_flags=tuple(builder_flags), optimization_level=optimization_level,
         memory_pools_mib=dict(spec.memory_pools_mib), timing_cache=spec.timing_cache,
