@@ -45,6 +45,7 @@ TORCH_FREE_MODULES = [
     "deployconv.runtime.timing",
     "deployconv.runtime.fingerprint",
     "deployconv.runtime.tensorrt_api",
+    "deployconv.runtime.trt_timing",
     "deployconv.validate",
     "deployconv.validate.metrics",
     "deployconv.validate.latency",
