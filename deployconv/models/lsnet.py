@@ -6,6 +6,10 @@ Deploy form (via `deployconv.reparam.reparameterize`): every Conv2d_BN becomes a
 depthwise 3x3 conv, LSConv's BatchNorm a ChannelAffine (it cannot fold, see LSConv.reparameterize), the
 attention bias table is gathered once into a buffer, and the heads fold into one Linear (the two distillation
 heads are averaged into it). The official `replace_batchnorm` fuses Conv2d_BN, RepVGGDW and BN_Linear only.
+
+Over 400 lines on purpose: one official architecture per file (blocks, model, checkpoint filter, variants, in
+timm's order), mirroring the official model file so parameter names can be checked against the checkpoint
+layout in one place.
 """
 
 from __future__ import annotations

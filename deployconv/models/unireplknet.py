@@ -7,6 +7,9 @@ branches, BatchNorms, GRN bias, layer scale) and, with `deploy=True`, the infere
 for the model-wide walker; the arithmetic is the pure math of `deployconv.layers.fusion`.
 
 Blocks (NCHW unless said): x + drop_path(gamma * pwconv2(act(pwconv1(se(norm(dwconv(x)))))))
+
+Over 400 lines on purpose: one official architecture per file (blocks, model, checkpoint filter, variants),
+mirroring the official model file so parameter names can be checked against the checkpoint layout in one place.
 """
 
 from __future__ import annotations
