@@ -308,3 +308,19 @@ def test_an_arch_specific_plugin_build_fails_on_a_later_gpu():
     assert by_name(environment_checks(t, WITH_PLUGINS, hopper_only, False))["plugins"].status == FAIL
     on_h100 = replace(hopper_only, compute_caps=(90,))
     assert by_name(environment_checks(t, WITH_PLUGINS, on_h100, False))["plugins"].status == PASS
+
+
+def test_the_probe_keeps_arch_suffixes(monkeypatch, tmp_path):
+    """Probe to decision: cuobjdump's sm_90a reaches the check as "90a" (the old probe cut it to 90, so the
+    check then passed an sm_90a-only library on sm_100)."""
+    from deployconv.plugins.library import PluginLibrary
+    from deployconv.validate import device_probe
+
+    lib = PluginLibrary(path=str(tmp_path / "libdeployconv_plugins.so"), found_via="argument", sha256="0" * 64,
+                        size_bytes=1, entry_points=("getCreators",), sass_archs=("90a",), ptx_archs=("90a",),
+                        archs_note="test")
+    monkeypatch.setattr(device_probe, "plugin_library", lambda path, check_gpu: lib)
+    path, sass, ptx, _ = device_probe._probe_plugins(tmp_path)
+    assert (sass, ptx) == (("90a",), ("90a",))
+    env = replace(ORIN, compute_caps=(100,), plugin_library=path, plugin_archs=sass, plugin_ptx=ptx)
+    assert by_name(environment_checks(get_target("trt-fp16"), WITH_PLUGINS, env, False))["plugins"].status == FAIL
