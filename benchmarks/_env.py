@@ -15,7 +15,8 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from deployconv.validate.fingerprint import affinity_count, cpu_model
+from deployconv.core.env import available_cpus
+from deployconv.validate.fingerprint import cpu_model
 
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -77,7 +78,7 @@ def _git() -> tuple[str | None, bool | None]:
 
 def fingerprint() -> dict:
     """The environment as a JSON-ready dict (asdict of Env)."""
-    usable = affinity_count()
+    usable = available_cpus()
     load = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
     env = Env(
         date_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -37,10 +37,15 @@ TORCH_FREE_MODULES = [
     "deployconv.core.fsio",
     "deployconv.core.console",
     "deployconv.core.env",
+    "deployconv.core.compat",
     "deployconv.cli.app",
     "deployconv.cli.bench",
     "deployconv.runtime",
     "deployconv.runtime.ort",
+    "deployconv.runtime.timing",
+    "deployconv.runtime.fingerprint",
+    "deployconv.runtime.tensorrt_api",
+    "deployconv.runtime.trt_timing",
     "deployconv.validate",
     "deployconv.validate.metrics",
     "deployconv.validate.latency",
@@ -56,6 +61,9 @@ TORCH_FREE_MODULES = [
     "deployconv.pipeline.bundle",
     "deployconv.validate.export_dir",
     "deployconv.validate.device",
+    "deployconv.validate.device_checks",
+    "deployconv.validate.device_probe",
+    "deployconv.validate.binding",
     "deployconv.cli.device",
     "deployconv.cli.engine",
     "deployconv.report",
@@ -138,7 +146,7 @@ ENGINE_MODULES = [
     "deployconv.engine.onnx_facts",
     "deployconv.engine.profiles",
     "deployconv.engine.precision",
-    "deployconv.engine.plan",
+    "deployconv.engine.recipe",
     "deployconv.engine.trtexec",
     "deployconv.engine.trtexec_flags",
     "deployconv.engine.builder",
@@ -172,11 +180,11 @@ def test_engine_and_trt_runner_work_without_torch_and_tensorrt(trt_blocked_env, 
         import importlib, sys
         for name in {ENGINE_MODULES!r}:
             importlib.import_module(name)
-        from deployconv.engine import build_engine, engine_spec_for, make_plan, read_onnx_facts, trtexec_command
+        from deployconv.engine import build_engine, engine_spec_for, make_recipe, read_onnx_facts, trtexec_command
         from deployconv.core.errors import MissingEnvironmentError
         from deployconv.runtime.trt import TrtRunner
         facts = read_onnx_facts({str(model)!r})
-        plan = make_plan(engine_spec_for("onnx", precision="fp16"), "10.3", facts)
+        plan = make_recipe(engine_spec_for("onnx", precision="fp16"), "10.3", facts)
         print(trtexec_command(plan, "model.onnx"))
         try:
             build_engine({str(model)!r}, engine_spec_for("onnx", precision="fp16"), {str(tmp_path / "out")!r})

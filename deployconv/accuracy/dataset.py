@@ -17,7 +17,6 @@ list of file paths (tens of bytes an image) is the only thing proportional to th
 from __future__ import annotations
 
 import json
-import os
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from deployconv.core.env import available_cpus
 from deployconv.core.errors import BadInputError
 from deployconv.validate.images import IMAGE_SUFFIXES, preprocess
 
@@ -172,7 +172,7 @@ def _decode(chunk: list[tuple[str, int]], info: Any) -> Batch:
 
 
 def default_workers() -> int:
-    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    return max(1, min(8, available_cpus()))
 
 
 def stream_batches(folder: ImageFolder, info: Any, batch: int, workers: int | None = None) -> Iterator[Batch]:

@@ -30,6 +30,11 @@ import numpy as np
 import onnx
 
 from deployconv.accuracy.stats import mcnemar, wilson_interval
+from deployconv.export.precision.int8 import quantize_int8
+from deployconv.export.precision.int8_graph import GraphIndex, name_nodes, restore_float_inputs
+from deployconv.export.precision.sensitivity import _describe
+from deployconv.runtime.ort import ort_session
+from deployconv.validate.metrics import compare
 
 
 @dataclass
@@ -101,12 +106,7 @@ def _latency(runner: Any, x: np.ndarray, reps: int) -> float:
 
 
 def _session(proto: onnx.ModelProto, threads: int | None) -> Any:
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads or 0
-    so.log_severity_level = 3
-    return ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return ort_session(proto.SerializeToString(), threads=threads)
 
 
 def _logits(sess: Any, x: np.ndarray, batch: int) -> np.ndarray:
@@ -119,10 +119,6 @@ def search(fp32: onnx.ModelProto, calib: Any, x: np.ndarray, y: np.ndarray, *, m
            latency_reps: int = 10, threads: int | None = None, rank_samples: int = 64,
            progress: Callable[[str], None] | None = None) -> PrecisionSearch:
     """Search keep-sets for the int8 graph of `fp32` (calibrated on `calib`) on images `x` with labels `y`."""
-    from deployconv.export.precision.int8 import quantize_int8
-    from deployconv.export.precision.int8_graph import GraphIndex, name_nodes, restore_float_inputs
-    from deployconv.export.precision.sensitivity import _describe
-    from deployconv.validate.metrics import compare
 
     t0 = time.perf_counter()
     step = progress or (lambda _s: None)

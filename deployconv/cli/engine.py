@@ -19,7 +19,7 @@ from deployconv.core.console import err, out, print_json
 from deployconv.core.errors import BadInputError
 from deployconv.core.io_spec import IOSpec
 from deployconv.core.target import get_target, target_of_manifest
-from deployconv.engine.builder import build_engine, plan_build
+from deployconv.engine.builder import build_engine, recipe_for
 from deployconv.engine.spec import engine_spec_for
 from deployconv.engine.trtexec import trtexec_command, trtexec_run_command
 from deployconv.trust.engine_record import record_engine, verify_before_build
@@ -84,7 +84,7 @@ def _build(source: Path, target: str | None, plugins: list[Path] | None, out_dir
     libs = [str(p) for p in plugins] if plugins else None
     if dry_run:
         version = trt_version or (tgt.tensorrt.min_version if tgt.tensorrt else "10.3")
-        plan = plan_build(onnx_path, _with_profile(tgt, exported), version, libs)
+        plan = recipe_for(onnx_path, _with_profile(tgt, exported), version, libs)
         engine = (out_dir or onnx_path.parent) / "engine.plan"
         line = trtexec_command(plan, onnx_path, plan.plugin_libraries, engine)
         run_line = trtexec_run_command(plan, plan.plugin_libraries, engine)

@@ -17,13 +17,11 @@ that reaches a band without DLA, DLA on Thor, and a JetPack 6 target reaching Te
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
+from deployconv.core.compat import OPEN, Version, parse_version
+from deployconv.core.compat import upper_bound as _upto
 from deployconv.core.errors import BadInputError
-
-Version = tuple[int, int, int]
-OPEN = 10**6  # "any" component: an upper bound "10.7" covers every 10.7.x
 
 MIGRATION_11_4_1 = "https://docs.nvidia.com/deeplearning/tensorrt/11.4.1/api/migration/tensorrt-10x-to-11x-jetson.html"
 MIGRATION_11_3_0 = "https://docs.nvidia.com/deeplearning/tensorrt/11.3.0/api/migration/tensorrt-10x-to-11x-jetson.html"
@@ -82,17 +80,6 @@ class JetPackRow:
         return _range_label(self.trt_lo, self.trt_hi)
 
 
-def _v(text: str) -> Version:
-    parts = [int(p) for p in text.split(".")] + [0, 0]
-    return parts[0], parts[1], parts[2]
-
-
-def _upto(text: str) -> Version:
-    """The top of `text` as an upper bound: "10.7" -> 10.7.x, "11" -> 11.x.x."""
-    parts = [int(p) for p in text.split(".")]
-    return tuple(parts + [OPEN] * (3 - len(parts)))  # type: ignore[return-value]
-
-
 def _fmt(v: Version, exact: bool = False) -> str:
     shown = [str(p) for p in v if p != OPEN]
     while not exact and len(shown) > 2 and shown[-1] == "0":
@@ -108,59 +95,51 @@ def _range_label(lo: Version, hi: Version) -> str:
     return _fmt(lo) if _fmt(lo) + ".x" == _fmt(hi) else f"{_fmt(lo)} to {_fmt(hi)}"
 
 
-def parse_version(text: str) -> Version:
-    """"10.3", "10.3.0.26", "11.4.1" -> (major, minor, patch); BadInputError when unreadable."""
-    m = re.match(r"\s*(\d+)(?:\.(\d+))?(?:\.(\d+))?", str(text))
-    if not m:
-        raise BadInputError(f"cannot read a version from {text!r}", fix="write it as MAJOR.MINOR[.PATCH]")
-    return int(m.group(1)), int(m.group(2) or 0), int(m.group(3) or 0)
-
-
 _DLA_10_7 = Source(DLA_11_4_1, "TensorRT 10.7 was the last 10.x release that supported DLA")
 TRT_BANDS: tuple[TrtBand, ...] = (
-    TrtBand(_v("8.5"), _upto("8.6"), True, "JetPack 5.1 (8.5.2) and 6.0 (8.6): DLA with precision builder flags",
+    TrtBand(parse_version("8.5"), _upto("8.6"), True, "JetPack 5.1 (8.5.2) and 6.0 (8.6): DLA with precision builder flags",
             Source(SHARED_FACTS, "JetPack 5.1.x ships 8.5.2, JetPack 6.0 ships 8.6; Xavier and Orin have DLA")),
-    TrtBand(_v("10.0"), _upto("10.7"), True, "JetPack builds of TensorRT 10 (JetPack 6.1/6.2 ship 10.3): DLA with "
+    TrtBand(parse_version("10.0"), _upto("10.7"), True, "JetPack builds of TensorRT 10 (JetPack 6.1/6.2 ship 10.3): DLA with "
             "precision builder flags", _DLA_10_7),
-    TrtBand(_v("10.8"), _upto("10"), False, "x86, Windows and SBSA builds only (JetPack 7.x uses the SBSA build): "
+    TrtBand(parse_version("10.8"), _upto("10"), False, "x86, Windows and SBSA builds only (JetPack 7.x uses the SBSA build): "
             "no DLA", Source(MATRIX_10_14_1, "the 10.x support matrices list NVIDIA JetPack at 10.7.x; 10.8 release "
                              "notes apply to x86 Linux, Windows and SBSA; 10.7 was the last 10.x release with DLA")),
-    TrtBand(_v("11.0"), _upto("11.3"), False, "no DLA anywhere",
+    TrtBand(parse_version("11.0"), _upto("11.3"), False, "no DLA anywhere",
             Source(DLA_11_4_1, "DLA was unavailable in TensorRT 11.0 through 11.3")),
-    TrtBand(_v("11.4.0"), _v("11.4.0"), False, "DLA only on Windows on ARM (beta, no GPU fallback, batch 1): none on "
+    TrtBand(parse_version("11.4.0"), parse_version("11.4.0"), False, "DLA only on Windows on ARM (beta, no GPU fallback, batch 1): none on "
             "Jetson", Source(DLA_11_4_0, "Not supported: Linux SBSA, NVIDIA JetPack, and NVIDIA DriveOS deployments")),
-    TrtBand(_v("11.4.1"), _upto(str(OPEN)), True, "DLA on Jetson AGX Orin under JetPack >= 7.2.2, strongly typed "
+    TrtBand(parse_version("11.4.1"), _upto(str(OPEN)), True, "DLA on Jetson AGX Orin under JetPack >= 7.2.2, strongly typed "
             "(precision from the ONNX tensor types)",
             Source(DLA_11_4_1, "Supported: NVIDIA Jetson AGX Orin when using NVIDIA JetPack 7.2.2 or later ... "
                                "strongly typed networks")),
 )
 
 JETPACK_ROWS: tuple[JetPackRow, ...] = (
-    JetPackRow("jetson-xavier", _v("5.1"), _upto("5.1"), _v("8.5"), _upto("8.5"), "8.5.2", True, "builder flags",
+    JetPackRow("jetson-xavier", parse_version("5.1"), _upto("5.1"), parse_version("8.5"), _upto("8.5"), "8.5.2", True, "builder flags",
                Source(SHARED_FACTS, "JetPack 5.1.x: TensorRT 8.5.2, CUDA 11.4")),
-    JetPackRow("jetson-orin", _v("5.1"), _upto("5.1"), _v("8.5"), _upto("8.5"), "8.5.2", True, "builder flags",
+    JetPackRow("jetson-orin", parse_version("5.1"), _upto("5.1"), parse_version("8.5"), _upto("8.5"), "8.5.2", True, "builder flags",
                Source(SHARED_FACTS, "JetPack 5.1.x: TensorRT 8.5.2, CUDA 11.4")),
-    JetPackRow("jetson-orin", _v("6.0"), _upto("6.0"), _v("8.6"), _upto("8.6"), "8.6", True, "builder flags",
+    JetPackRow("jetson-orin", parse_version("6.0"), _upto("6.0"), parse_version("8.6"), _upto("8.6"), "8.6", True, "builder flags",
                Source(SHARED_FACTS, "JetPack 6.0: TensorRT 8.6, CUDA 12.2")),
-    JetPackRow("jetson-orin", _v("6.1"), _upto("6"), _v("10.3"), _upto("10.7"), "10.3", True, "builder flags",
+    JetPackRow("jetson-orin", parse_version("6.1"), _upto("6"), parse_version("10.3"), _upto("10.7"), "10.3", True, "builder flags",
                Source(MIGRATION_11_4_1, "Jetson Orin on NVIDIA JetPack 6.x is not supported in TensorRT 11.4.1. Those "
                                         "deployments must remain on a TensorRT 10.x release"),
                "JetPack 6.1/6.2 ship 10.3; NVIDIA's JetPack build of TensorRT 10 went up to 10.7"),
-    JetPackRow("jetson-orin", _v("7.2"), _v("7.2.1"), _v("10.16"), _upto("10.16"), "10.16", False, None,
+    JetPackRow("jetson-orin", parse_version("7.2"), parse_version("7.2.1"), parse_version("10.16"), _upto("10.16"), "10.16", False, None,
                Source(MIGRATION_11_3_0, "Jetson Orin/Thor (JetPack 7.x): remain on a TensorRT 10.x release ... "
                                         "TensorRT 10.7 was the last DLA release"),
                "the SBSA build of TensorRT 10 has no DLA"),
-    JetPackRow("jetson-orin", _v("7.2.2"), _upto(str(OPEN)), _v("11.4.1"), _upto(str(OPEN)), "11.4.1", True,
+    JetPackRow("jetson-orin", parse_version("7.2.2"), _upto(str(OPEN)), parse_version("11.4.1"), _upto(str(OPEN)), "11.4.1", True,
                "strongly typed",
                Source(MIGRATION_11_4_1, "TensorRT 11.4.1 supports NVIDIA JetPack 7.2.2 or later on Jetson AGX Orin and "
                                         "Jetson Thor ... restores DLA support, on Jetson AGX Orin only"),
                "DLA on AGX Orin only; the precision comes from the ONNX tensor types (no FP16/INT8 flags)"),
-    JetPackRow("jetson-thor", _v("7.0"), _upto("7.1"), _v("10.13"), _upto("10.13"), "10.13", False, None,
+    JetPackRow("jetson-thor", parse_version("7.0"), _upto("7.1"), parse_version("10.13"), _upto("10.13"), "10.13", False, None,
                Source(SHARED_FACTS, "JetPack 7.0/7.1 (Thor): TensorRT 10.13, CUDA 13.0; Thor has no DLA"),
                "TensorRT 11.0's Jetson page listed Thor on JetPack 7 with TensorRT 11; 11.1 to 11.3 support no JetPack"),
-    JetPackRow("jetson-thor", _v("7.2"), _v("7.2.1"), _v("10.16"), _upto("10.16"), "10.16", False, None,
+    JetPackRow("jetson-thor", parse_version("7.2"), parse_version("7.2.1"), parse_version("10.16"), _upto("10.16"), "10.16", False, None,
                Source(SHARED_FACTS, "JetPack 7.2: TensorRT 10.16, CUDA 13.2; Thor has no DLA")),
-    JetPackRow("jetson-thor", _v("7.2.2"), _upto(str(OPEN)), _v("11.4.1"), _upto(str(OPEN)), "11.4.1", False, None,
+    JetPackRow("jetson-thor", parse_version("7.2.2"), _upto(str(OPEN)), parse_version("11.4.1"), _upto(str(OPEN)), "11.4.1", False, None,
                Source(DLA_11_4_1, "Not supported: NVIDIA Jetson Thor, which has no DLA. Install the SBSA build for GPU "
                                   "inference")),
 )

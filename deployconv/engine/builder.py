@@ -1,9 +1,9 @@
-"""build_engine: ONNX -> TensorRT engine.plan by carrying out a BuildPlan with the TensorRT Python API.
+"""build_engine: ONNX -> TensorRT engine.plan by carrying out a BuildRecipe with the TensorRT Python API.
 
-Thin on purpose: every decision is in the plan (plan.py, profiles.py, precision.py); this file loads plugin
-libraries, parses, sets the builder config from the plan, builds, and writes engine.plan (and the timing
+Thin on purpose: every decision is in the recipe (recipe.py, profiles.py, precision.py); this file loads plugin
+libraries, parses, sets the builder config from the recipe, builds, and writes engine.plan (and the timing
 cache) atomically. TensorRT is imported inside functions, so the module imports anywhere; without TensorRT the
-error says how to build on the device, with the trtexec line for the same plan.
+error says how to build on the device, with the trtexec line for the same recipe.
 """
 
 from __future__ import annotations
@@ -18,11 +18,23 @@ from typing import Any
 
 from deployconv.core.errors import BadInputError, CheckFailedError, MissingEnvironmentError
 from deployconv.core.fsio import refuse_overwrite, write_atomic
+from deployconv.engine.inspector import (
+    LAYERS_FILE,
+    compare,
+    expected_from_manifest,
+    int8_nodes_of,
+    parse_engine_information,
+)
 from deployconv.engine.onnx_facts import OnnxFacts, read_onnx_facts
-from deployconv.engine.plan import MEMORY_POOL_TYPES, BuildPlan, make_plan
+from deployconv.engine.recipe import MEMORY_POOL_TYPES, BuildRecipe, make_recipe
 from deployconv.engine.spec import EngineSpec, engine_spec_for
 from deployconv.engine.trtexec import trtexec_command
+from deployconv.plugins.library import plugin_library
+from deployconv.runtime.cuda_io import device_facts
+from deployconv.runtime.load_policy import PlanFacts, apply_runtime_settings, runtime_settings
 from deployconv.runtime.plugin_loading import load_plugin_libraries, resolve_library_paths
+from deployconv.runtime.tensorrt_api import capturing_logger
+from deployconv.trust.manifest import sha256_file
 
 ENGINE_FILE = "engine.plan"
 # The TensorRT versions the "no TensorRT here" message writes trtexec lines for (unless the target's range
@@ -60,17 +72,6 @@ def parser_failure(onnx_path: str | os.PathLike[str], issues: Sequence[ParserIss
                             why="TensorRT builds only graphs whose every node it can import", fix=fix)
 
 
-def import_tensorrt() -> Any:
-    """The tensorrt module, or MissingEnvironmentError (without the per-model trtexec line)."""
-    try:
-        import tensorrt
-    except ImportError as e:
-        raise MissingEnvironmentError("TensorRT is not installed", why=str(e),
-                                      fix="pip install 'tensorrt>=10' (x86/SBSA); on Jetson it comes with JetPack "
-                                          "(system python3)") from None
-    return tensorrt
-
-
 def resolve_plugin_libraries(plugins: Sequence[str | os.PathLike[str]] | None, facts: OnnxFacts) -> tuple[str, ...]:
     """The plugin libraries to load, as absolute real paths: the ones given (each must exist), else deployconv's
     own library when the graph has plugin nodes (deployconv.plugins.library.plugin_library(), imported lazily),
@@ -79,7 +80,6 @@ def resolve_plugin_libraries(plugins: Sequence[str | os.PathLike[str]] | None, f
         return resolve_library_paths(plugins)
     if not facts.plugin_nodes:
         return ()
-    from deployconv.plugins.library import plugin_library
 
     # MissingEnvironmentError (exit 3, with the build command) when not built
     return resolve_library_paths([plugin_library().path])
@@ -115,7 +115,7 @@ def _explain_missing_tensorrt(spec: EngineSpec, facts: OnnxFacts, onnx_path: Pat
     for version in versions:
         label = f"TensorRT {version}" if spec.max_trt and version == spec.max_trt else f"TensorRT {version.split('.')[0]}.x"
         try:
-            plan = make_plan(spec, version, facts, libs)
+            recipe = make_recipe(spec, version, facts, libs)
         except BadInputError as e:
             if version == versions[0]:
                 raise
@@ -124,7 +124,7 @@ def _explain_missing_tensorrt(spec: EngineSpec, facts: OnnxFacts, onnx_path: Pat
         except MissingEnvironmentError as e:
             lines.append(f"{label}: {e.what}")
             continue
-        lines.append(f"{label}: {trtexec_command(plan, onnx_path, libs, engine_path)}")
+        lines.append(f"{label}: {trtexec_command(recipe, onnx_path, libs, engine_path)}")
     return MissingEnvironmentError(
         f"TensorRT is not installed here, so {onnx_path} cannot be built into an engine on this machine",
         details=lines,
@@ -133,31 +133,6 @@ def _explain_missing_tensorrt(spec: EngineSpec, facts: OnnxFacts, onnx_path: Pat
         fix="on the device, run the same deployconv call where TensorRT is installed, or trtexec with the line "
             "above for its TensorRT major" + (f" ({PLUGIN_PLACEHOLDER} = the plugin library built on the device)"
                                               if PLUGIN_PLACEHOLDER in libs else ""))
-
-
-_LOGGERS: dict[int, Any] = {}
-
-
-def capturing_logger(trt: Any) -> Any:
-    """One TensorRT logger per tensorrt module (TensorRT wants the same logger for every builder/runtime),
-    keeping warnings and errors so failures can be shown to the user."""
-    key = id(trt)
-    if key not in _LOGGERS:
-        class CapturingLogger(trt.ILogger):
-            def __init__(self) -> None:
-                trt.ILogger.__init__(self)
-                self.messages: list[tuple[str, str]] = []
-
-            def log(self, severity: Any, msg: str) -> None:
-                if int(severity) <= int(trt.ILogger.Severity.WARNING):
-                    self.messages.append((getattr(severity, "name", str(severity)), msg))
-
-            def take(self) -> list[tuple[str, str]]:
-                out, self.messages = self.messages, []
-                return out
-
-        _LOGGERS[key] = CapturingLogger()
-    return _LOGGERS[key]
 
 
 def parser_issue(err: Any) -> ParserIssue:
@@ -170,48 +145,48 @@ def parser_issue(err: Any) -> ParserIssue:
                        getattr(code, "name", str(code)), str(err.desc()))
 
 
-def _parse(trt: Any, network: Any, logger: Any, onnx_path: Path, plan: BuildPlan) -> Any:
+def _parse(trt: Any, network: Any, logger: Any, onnx_path: Path, recipe: BuildRecipe) -> Any:
     parser = trt.OnnxParser(network, logger)
-    for flag in plan.parser_flags:
+    for flag in recipe.parser_flags:
         parser.set_flag(getattr(trt.OnnxParserFlag, flag))
     if parser.parse_from_file(str(onnx_path)):
         return parser
     issues = [parser_issue(parser.get_error(k)) for k in range(parser.num_errors)]
-    raise parser_failure(onnx_path, issues, tuple(plan.plugin_nodes), plan.plugin_libraries)
+    raise parser_failure(onnx_path, issues, tuple(recipe.plugin_nodes), recipe.plugin_libraries)
 
 
-def _configure(trt: Any, builder: Any, config: Any, plan: BuildPlan) -> None:
-    for flag in plan.builder_flags:
+def _configure(trt: Any, builder: Any, config: Any, recipe: BuildRecipe) -> None:
+    for flag in recipe.builder_flags:
         config.set_flag(getattr(trt.BuilderFlag, flag))
-    for pool, mib in plan.memory_pools_mib.items():
+    for pool, mib in recipe.memory_pools_mib.items():
         config.set_memory_pool_limit(getattr(trt.MemoryPoolType, MEMORY_POOL_TYPES[pool]), int(mib) << 20)
-    if plan.optimization_level is not None:
-        config.builder_optimization_level = plan.optimization_level
-    if plan.device == "dla":
+    if recipe.optimization_level is not None:
+        config.builder_optimization_level = recipe.optimization_level
+    if recipe.device == "dla":
         cores = int(builder.num_DLA_cores)
-        if plan.dla_core is None or plan.dla_core >= cores:
-            raise MissingEnvironmentError(f"DLA core {plan.dla_core} is not available: this device has {cores} DLA core(s)",
+        if recipe.dla_core is None or recipe.dla_core >= cores:
+            raise MissingEnvironmentError(f"DLA core {recipe.dla_core} is not available: this device has {cores} DLA core(s)",
                                           fix="use a DLA core below that number, or build for the GPU (Thor has no DLA)")
         config.default_device_type = trt.DeviceType.DLA
-        config.DLA_core = plan.dla_core
-    if plan.hardware_compatibility != "none":
-        config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel, plan.hardware_level)
-    if plan.plugins_to_serialize:
-        config.plugins_to_serialize = list(plan.plugins_to_serialize)
-    if plan.profile.needed:
+        config.DLA_core = recipe.dla_core
+    if recipe.hardware_compatibility != "none":
+        config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel, recipe.hardware_level)
+    if recipe.plugins_to_serialize:
+        config.plugins_to_serialize = list(recipe.plugins_to_serialize)
+    if recipe.profile.needed:
         profile = builder.create_optimization_profile()
-        for r in plan.profile.dynamic_inputs():
+        for r in recipe.profile.dynamic_inputs():
             profile.set_shape(r.name, r.min, r.opt, r.max)
-        check_profile_index(config.add_optimization_profile(profile), plan)
+        check_profile_index(config.add_optimization_profile(profile), recipe)
     # layer names, precisions and placements in the engine's layer report (IEngineInspector)
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
 
 
-def check_profile_index(index: int, plan: BuildPlan) -> int:
+def check_profile_index(index: int, recipe: BuildRecipe) -> int:
     """`add_optimization_profile` returns the profile's index, or -1 when TensorRT finds it invalid (NvInfer.h);
     the build must stop there, not fail later with a vaguer message."""
     if int(index) < 0:
-        shapes = "; ".join(f"{r.name}: min {r.min}, opt {r.opt}, max {r.max}" for r in plan.profile.dynamic_inputs())
+        shapes = "; ".join(f"{r.name}: min {r.min}, opt {r.opt}, max {r.max}" for r in recipe.profile.dynamic_inputs())
         raise BadInputError("TensorRT rejected the optimization profile", details=[shapes] if shapes else [],
                             why="add_optimization_profile returned -1: a shape is missing, out of order "
                                 "(min <= opt <= max) or does not fit the network's input rank",
@@ -243,11 +218,10 @@ def device_notes(spec: EngineSpec, device: Any) -> list[str]:
     return []
 
 
-def engine_entries(plan: BuildPlan, engine_path: Path, onnx_path: Path, *, device: Any = None,
+def engine_entries(recipe: BuildRecipe, engine_path: Path, onnx_path: Path, *, device: Any = None,
                    build_seconds: float | None = None, timing_cache: Path | None = None,
                    messages: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
     """The manifest's "engine" entry for a built plan: what was built, with what, on what, and how."""
-    from deployconv.trust.manifest import sha256_file
 
     log = [f"{sev}: {msg}" for sev, msg in messages]
     return {"engine": {
@@ -256,28 +230,28 @@ def engine_entries(plan: BuildPlan, engine_path: Path, onnx_path: Path, *, devic
         "bytes": engine_path.stat().st_size,
         "onnx": onnx_path.name,
         "onnx_sha256": sha256_file(onnx_path),
-        "tensorrt": plan.trt_version,
+        "tensorrt": recipe.trt_version,
         "gpu": None if device is None else device.name,
         "sm": None if device is None else device.sm,
-        "plugins": [{"path": p, "sha256": sha256_file(Path(p))} for p in plan.plugin_libraries],
+        "plugins": [{"path": p, "sha256": sha256_file(Path(p))} for p in recipe.plugin_libraries],
         "timing_cache": None if timing_cache is None or not timing_cache.is_file()
         else {"path": str(timing_cache), "sha256": sha256_file(timing_cache)},
         "build_seconds": None if build_seconds is None else round(build_seconds, 3),
         "messages": log[:20],  # deployconv's notes, then TensorRT's warnings
         "messages_total": len(log),
-        "plan": plan.to_dict(),
-        "trtexec": trtexec_command(plan, onnx_path.name, engine=engine_path.name),
+        "plan": recipe.to_dict(),
+        "trtexec": trtexec_command(recipe, onnx_path.name, engine=engine_path.name),
     }}
 
 
-def plan_build(onnx_path: str | os.PathLike[str], target: Any, trt_version: str,
-               plugins: Sequence[str | os.PathLike[str]] | None = None) -> BuildPlan:
-    """The BuildPlan `build_engine` would carry out on TensorRT `trt_version`, without TensorRT: for showing the
+def recipe_for(onnx_path: str | os.PathLike[str], target: Any, trt_version: str,
+               plugins: Sequence[str | os.PathLike[str]] | None = None) -> BuildRecipe:
+    """The BuildRecipe `build_engine` would carry out on TensorRT `trt_version`, without TensorRT: for showing the
     plan or printing its trtexec line for another device. Plugin nodes without `plugins` get the placeholder
     library path (the library is built on the device)."""
     spec = target if isinstance(target, EngineSpec) else engine_spec_for(target)
     facts = read_onnx_facts(onnx_path)
-    return make_plan(spec, trt_version, facts, _device_libraries(plugins, facts))
+    return make_recipe(spec, trt_version, facts, _device_libraries(plugins, facts))
 
 
 def build_engine(onnx_path: str | os.PathLike[str], target: Any, out_dir: str | os.PathLike[str], *,
@@ -302,34 +276,33 @@ def build_engine(onnx_path: str | os.PathLike[str], target: Any, out_dir: str | 
         except ImportError as e:
             raise _explain_missing_tensorrt(spec, facts, onnx_path, engine_path, plugins, str(e)) from None
     libs = resolve_plugin_libraries(plugins, facts)
-    plan = make_plan(spec, trt.__version__, facts, libs)
+    recipe = make_recipe(spec, trt.__version__, facts, libs)
 
-    from deployconv.runtime.cuda_io import device_facts
 
     device = device_facts()
-    if plan.hardware_compatibility == "ampere+" and device is not None and device.sm_major < 8:
+    if recipe.hardware_compatibility == "ampere+" and device is not None and device.sm_major < 8:
         raise MissingEnvironmentError(f"hardware compatibility ampere+ needs an Ampere or newer GPU to build; "
                                       f"{device.name} is sm_{device.sm_number}", fix="build on an Ampere+ GPU, or use 'none'")
     notes = [("NOTE", n) for n in device_notes(spec, device)]
     logger = capturing_logger(trt)
     logger.take()
-    load_plugin_libraries(trt, plan.plugin_libraries)
+    load_plugin_libraries(trt, recipe.plugin_libraries)
     t0 = time.perf_counter()
     builder = trt.Builder(logger)
     flags = 0
-    for name in plan.network_flags:
+    for name in recipe.network_flags:
         flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
     network = builder.create_network(flags)
-    parser = _parse(trt, network, logger, onnx_path, plan)
+    parser = _parse(trt, network, logger, onnx_path, recipe)
     config = builder.create_builder_config()
-    _configure(trt, builder, config, plan)
-    cache_path = Path(plan.timing_cache) if plan.timing_cache else None
+    _configure(trt, builder, config, recipe)
+    cache_path = Path(recipe.timing_cache) if recipe.timing_cache else None
     cache_note = _timing_cache(config, cache_path)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         errors = [f"{sev}: {msg}" for sev, msg in logger.take() if sev in ("ERROR", "INTERNAL_ERROR")]
         raise CheckFailedError(f"TensorRT could not build an engine from {onnx_path}", details=errors[-20:],
-                               why=f"plan: {plan.precision.precision}, {plan.device}, profile {plan.profile.to_dict()}",
+                               why=f"plan: {recipe.precision.precision}, {recipe.device}, profile {recipe.profile.to_dict()}",
                                fix="read the errors above; a smaller max batch or a larger workspace "
                                    "(memory_pools_mib={'workspace': MiB}) often helps")
     build_seconds = time.perf_counter() - t0
@@ -338,23 +311,22 @@ def build_engine(onnx_path: str | os.PathLike[str], target: Any, out_dir: str | 
         data = config.get_timing_cache().serialize()
         write_atomic(cache_path, lambda tmp: tmp.write_bytes(memoryview(data)))
     del parser
-    layers = _write_layer_report(trt, logger, serialized, plan, engine_path, onnx_path, requested)
+    layers = _write_layer_report(trt, logger, serialized, recipe, engine_path, onnx_path, requested)
     messages = notes + logger.take() + ([("NOTE", cache_note)] if cache_note else [])
     messages += [("NOTE", d) for d in layers.get("differences", [])[:10]]
-    entries = engine_entries(plan, engine_path, onnx_path, device=device, build_seconds=build_seconds,
+    entries = engine_entries(recipe, engine_path, onnx_path, device=device, build_seconds=build_seconds,
                              timing_cache=cache_path, messages=messages)
     entries["engine"]["layers"] = layers
     return entries
 
 
-def inspect_engine(trt: Any, logger: Any, serialized: Any, plan: BuildPlan) -> str:
+def inspect_engine(trt: Any, logger: Any, serialized: Any, recipe: BuildRecipe) -> str:
     """The engine's layer report: IEngineInspector.get_engine_information(LayerInformationFormat.JSON) of the
     plan just built (deserialized the way a runner would, with its DLA core and host code allowed: we built it)."""
-    from deployconv.runtime.load_policy import PlanFacts, apply_runtime_settings, runtime_settings
 
     runtime = trt.Runtime(logger)
-    facts = PlanFacts(plan.runtime_needs_host_code, plan.dla_core if plan.device == "dla" else None)
-    apply_runtime_settings(runtime, runtime_settings(facts, allow_host_code=plan.runtime_needs_host_code))
+    facts = PlanFacts(recipe.runtime_needs_host_code, recipe.dla_core if recipe.device == "dla" else None)
+    apply_runtime_settings(runtime, runtime_settings(facts, allow_host_code=recipe.runtime_needs_host_code))
     engine = runtime.deserialize_cuda_engine(serialized)
     if engine is None:
         raise RuntimeError("the plan just built did not deserialize")
@@ -368,13 +340,6 @@ def layer_report_entry(text: str, onnx_path: Path, manifest: dict[str, Any] | No
     keep-list, the int8 placement from the ONNX's Q/DQ, the DLA prediction), every difference listed."""
     import onnx
 
-    from deployconv.engine.inspector import (
-        LAYERS_FILE,
-        compare,
-        expected_from_manifest,
-        int8_nodes_of,
-        parse_engine_information,
-    )
 
     report = parse_engine_information(text)
     model = onnx.load(str(onnx_path), load_external_data=False)
@@ -386,14 +351,13 @@ def layer_report_entry(text: str, onnx_path: Path, manifest: dict[str, Any] | No
             "differences": [d.describe() for d in diffs]}
 
 
-def _write_layer_report(trt: Any, logger: Any, serialized: Any, plan: BuildPlan, engine_path: Path,
+def _write_layer_report(trt: Any, logger: Any, serialized: Any, recipe: BuildRecipe, engine_path: Path,
                         onnx_path: Path, requested: dict[str, Any] | None) -> dict[str, Any]:
     """Write engine.layers.json next to the plan and compare it with the export's request; a note instead
     when the inspector cannot run (the engine itself is fine)."""
-    from deployconv.engine.inspector import LAYERS_FILE
 
     try:
-        text = inspect_engine(trt, logger, serialized, plan)
+        text = inspect_engine(trt, logger, serialized, recipe)
     except Exception as e:  # the report is a diagnosis: its absence must not cost the user the engine
         return {"file": None, "note": f"no engine layer report: {e}"}
     path = engine_path.parent / LAYERS_FILE
@@ -401,4 +365,4 @@ def _write_layer_report(trt: Any, logger: Any, serialized: Any, plan: BuildPlan,
     manifest_path = onnx_path.parent / "manifest.json"
     if requested is None and manifest_path.is_file():
         requested = json.loads(manifest_path.read_text())
-    return layer_report_entry(text, onnx_path, requested, plan.precision.precision)
+    return layer_report_entry(text, onnx_path, requested, recipe.precision.precision)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from deployconv.core.errors import BadInputError, MissingEnvironmentError
+from deployconv.plugins.table import PLUGINS
 
 Dim = int | str | None  # int: static; str: symbolic (named); None: anonymous dynamic
 
@@ -97,8 +98,6 @@ def _walk_graphs(graph: Any) -> Iterator[Any]:
 
 
 def _plugin_names() -> frozenset[str]:
-    from deployconv.plugins.table import PLUGINS
-
     return frozenset(PLUGINS)
 
 

@@ -1,4 +1,4 @@
-"""The precision plan per TensorRT major: builder flags or a strongly typed network. Pure.
+"""The precision choice per TensorRT major: builder flags or a strongly typed network. Pure.
 
 TensorRT 11 removed weakly typed networks: no FP16/INT8/BF16 builder flags, no calibrators; the network is
 always strongly typed, so the ONNX itself must carry the target's precision (fp16/bf16 tensors, Q/DQ for
@@ -24,7 +24,7 @@ _ONNX_FORM = {"fp16": "float16 tensors", "bf16": "bfloat16 tensors", "int8": "ex
 
 
 @dataclass(frozen=True)
-class PrecisionPlan:
+class PrecisionChoice:
     precision: str  # the target's precision
     trt_major: int
     strongly_typed: bool
@@ -62,8 +62,8 @@ def _needs_carried(precision: str, trt_major: int, facts: OnnxFacts, reason: str
         fix=_export_fix(precision))
 
 
-def plan_precision(precision: str, trt_major: int, facts: OnnxFacts, *, strongly_typed: str = "auto",
-                   dla: bool = False) -> PrecisionPlan:
+def choose_precision(precision: str, trt_major: int, facts: OnnxFacts, *, strongly_typed: str = "auto",
+                   dla: bool = False) -> PrecisionChoice:
     """How to get `precision` out of TensorRT `trt_major` for the graph described by `facts`.
 
     Raises BadInputError for combinations that cannot give the asked precision (with what to export instead).
@@ -93,7 +93,7 @@ def plan_precision(precision: str, trt_major: int, facts: OnnxFacts, *, strongly
             if precision == "int8" and "fp16" not in carried:
                 notes.append("the layers the Q/DQ nodes leave in float are fp32 in this ONNX: DLA has no fp32, so on "
                              "TensorRT 11 they run on the GPU (GPU fallback); an fp16 float part would keep them on DLA")
-        return PrecisionPlan(precision, trt_major, True, (), carries, tuple(notes))
+        return PrecisionChoice(precision, trt_major, True, (), carries, tuple(notes))
 
     if trt_major < 10:  # 8.5 / 8.6 (JetPack 5.1 / 6.0): weakly typed only, no BF16
         if "bf16" in carried or precision == "bf16":
@@ -107,7 +107,7 @@ def plan_precision(precision: str, trt_major: int, facts: OnnxFacts, *, strongly
         if dla and "INT8" in flags:
             flags.add("FP16")
         notes.append(f"TensorRT {trt_major}: weakly typed (precision builder flags)")
-        return PrecisionPlan(precision, trt_major, False, _ordered(flags), carries, tuple(notes))
+        return PrecisionChoice(precision, trt_major, False, _ordered(flags), carries, tuple(notes))
 
     # TensorRT 10
     if dla:
@@ -118,7 +118,7 @@ def plan_precision(precision: str, trt_major: int, facts: OnnxFacts, *, strongly
         flags = {_FLAG[precision]} | {_FLAG[p] for p in carried}
         if "INT8" in flags:
             flags.add("FP16")  # DLA has no fp32: the layers Q/DQ leaves unquantized run in fp16
-        return PrecisionPlan(precision, trt_major, False, _ordered(flags), carries, tuple(notes))
+        return PrecisionChoice(precision, trt_major, False, _ordered(flags), carries, tuple(notes))
     if strongly_typed == "always" and precision != "fp32" and precision not in carried:
         raise _needs_carried(precision, trt_major, facts, "strongly_typed='always'")
     strong = strongly_typed == "always" or (
@@ -126,12 +126,12 @@ def plan_precision(precision: str, trt_major: int, facts: OnnxFacts, *, strongly
     if strong:
         if strongly_typed == "auto":
             notes.append(f"the ONNX carries {', '.join(carries)}: built strongly typed so its types are honoured")
-        return PrecisionPlan(precision, trt_major, True, (), carries, tuple(notes))
+        return PrecisionChoice(precision, trt_major, True, (), carries, tuple(notes))
     flags = ({_FLAG[precision]} if precision != "fp32" else set()) | {_FLAG[p] for p in carried}
     if flags:
         notes.append("weakly typed: TensorRT may run layers in any enabled precision ("
                      + ", ".join(_ordered(flags)) + ", fp32) by speed; TensorRT 11 will need the ONNX to carry it")
-    return PrecisionPlan(precision, trt_major, False, _ordered(flags), carries, tuple(notes))
+    return PrecisionChoice(precision, trt_major, False, _ordered(flags), carries, tuple(notes))
 
 
 def _ordered(flags: set[str]) -> tuple[str, ...]:

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from deployconv.core.errors import BadInputError
+from deployconv.core.target import get_target
 
 PRECISIONS = ("fp32", "fp16", "int8", "bf16")
 HARDWARE_COMPATIBILITY = ("none", "ampere+", "same_compute_capability")
@@ -170,8 +171,6 @@ _TENSORRT_RENAMES = {"builder_optimization_level": "optimization_level", "min_ve
 def _as_dict(target: Any) -> dict[str, Any]:
     """A Target as its dict form (object, `Target.to_dict()` mapping, or name)."""
     if isinstance(target, str):
-        from deployconv.core.target import get_target
-
         target = get_target(target)
     if isinstance(target, Mapping):
         data = dict(target)

@@ -1,4 +1,4 @@
-"""The trtexec command lines that build the same engine as a BuildPlan, and run it. Pure.
+"""The trtexec command lines that build the same engine as a BuildRecipe, and run it. Pure.
 
 For devices where deployconv's Python side cannot run the build (a Jetson with JetPack's TensorRT but no pip
 packages): `trtexec` ships with every TensorRT. Every flag written here is one trtexec's own option parser reads
@@ -17,8 +17,8 @@ import os
 import shlex
 from collections.abc import Sequence
 
-from deployconv.engine.plan import BuildPlan
 from deployconv.engine.profiles import ShapeRange
+from deployconv.engine.recipe import BuildRecipe
 
 LEAN_RUNTIME_PLACEHOLDER = "/path/to/libnvinfer_lean.so"  # the lean runtime of the TensorRT that built the plan
 SKIP_INFERENCE_SINCE = (8, 6)  # TensorRT 8.5's trtexec calls it --buildOnly
@@ -39,87 +39,87 @@ def _shapes(ranges: Sequence[ShapeRange], which: str) -> str:
     return ",".join(f"{_tensor_name(r.name)}:{'x'.join(str(d) for d in getattr(r, which))}" for r in ranges)
 
 
-def trtexec_argv(plan: BuildPlan, onnx: str | os.PathLike[str], plugins: Sequence[str] | None = None,
+def trtexec_argv(recipe: BuildRecipe, onnx: str | os.PathLike[str], plugins: Sequence[str] | None = None,
                  engine: str | os.PathLike[str] = "engine.plan") -> list[str]:
     """argv of the trtexec build equivalent to `plan` (build only: --skipInference). `plugins` defaults to the
     plan's plugin libraries (pass device-side paths when the command is meant for another machine)."""
-    libs = list(plan.plugin_libraries if plugins is None else plugins)
+    libs = list(recipe.plugin_libraries if plugins is None else plugins)
     argv = ["trtexec", f"--onnx={onnx}", f"--saveEngine={engine}"]
-    dynamic = plan.profile.dynamic_inputs()
+    dynamic = recipe.profile.dynamic_inputs()
     if dynamic:
         argv += [f"--minShapes={_shapes(dynamic, 'min')}", f"--optShapes={_shapes(dynamic, 'opt')}",
                  f"--maxShapes={_shapes(dynamic, 'max')}"]
-    if plan.trt_major < 11:  # TensorRT 11 has no precision flags: the network is always strongly typed
-        if plan.strongly_typed:
+    if recipe.trt_major < 11:  # TensorRT 11 has no precision flags: the network is always strongly typed
+        if recipe.strongly_typed:
             argv.append("--stronglyTyped")
-        argv += [f"--{f.lower()}" for f in plan.precision.builder_flags]  # --fp16 / --bf16 / --int8
-    serialize = _serialized(plan, libs)
+        argv += [f"--{f.lower()}" for f in recipe.precision.builder_flags]  # --fp16 / --bf16 / --int8
+    serialize = _serialized(recipe, libs)
     for lib in libs:  # getCreators is called only through IPluginRegistry::loadLibrary (--dynamicPlugins)
         argv.append(f"--dynamicPlugins={lib}")
     for lib in libs:
         if lib in serialize:
             argv.append(f"--setPluginsToSerialize={lib}")
-    if plan.version_compatible and libs:  # the plan carries exactly the libraries above, not the parser's list too
+    if recipe.version_compatible and libs:  # the plan carries exactly the libraries above, not the parser's list too
         argv.append("--ignoreParsedPluginLibs")
-    if plan.timing_cache:
-        argv.append(f"--timingCacheFile={plan.timing_cache}")
-    if plan.optimization_level is not None:
-        argv.append(f"--builderOptimizationLevel={plan.optimization_level}")
-    if plan.memory_pools_mib:
-        pools = ",".join(f"{TRTEXEC_POOLS[k]}:{v}" for k, v in sorted(plan.memory_pools_mib.items()))
+    if recipe.timing_cache:
+        argv.append(f"--timingCacheFile={recipe.timing_cache}")
+    if recipe.optimization_level is not None:
+        argv.append(f"--builderOptimizationLevel={recipe.optimization_level}")
+    if recipe.memory_pools_mib:
+        pools = ",".join(f"{TRTEXEC_POOLS[k]}:{v}" for k, v in sorted(recipe.memory_pools_mib.items()))
         argv.append(f"--memPoolSize={pools}")
-    if plan.dla_core is not None:
-        argv.append(f"--useDLACore={plan.dla_core}")
-        if plan.gpu_fallback:
+    if recipe.dla_core is not None:
+        argv.append(f"--useDLACore={recipe.dla_core}")
+        if recipe.gpu_fallback:
             argv.append("--allowGPUFallback")
-    if plan.version_compatible:
+    if recipe.version_compatible:
         argv.append("--versionCompatible")
-        if plan.exclude_lean_runtime:
+        if recipe.exclude_lean_runtime:
             argv.append("--excludeLeanRuntime")
-    if plan.hardware_compatibility != "none":
-        argv.append(f"--hardwareCompatibilityLevel={TRTEXEC_HARDWARE[plan.hardware_compatibility]}")
-    argv.append("--skipInference" if (plan.trt_major, _minor(plan)) >= SKIP_INFERENCE_SINCE else "--buildOnly")
+    if recipe.hardware_compatibility != "none":
+        argv.append(f"--hardwareCompatibilityLevel={TRTEXEC_HARDWARE[recipe.hardware_compatibility]}")
+    argv.append("--skipInference" if (recipe.trt_major, _minor(recipe)) >= SKIP_INFERENCE_SINCE else "--buildOnly")
     return argv
 
 
-def _minor(plan: BuildPlan) -> int:
-    return int(plan.trt_version.split(".")[1])
+def _minor(recipe: BuildRecipe) -> int:
+    return int(recipe.trt_version.split(".")[1])
 
 
-def _serialized(plan: BuildPlan, libs: Sequence[str]) -> set[str]:
+def _serialized(recipe: BuildRecipe, libs: Sequence[str]) -> set[str]:
     """The libraries the plan embeds, under the paths this command uses (device paths replace the plan's own)."""
-    if not plan.plugins_to_serialize:
+    if not recipe.plugins_to_serialize:
         return set()
-    return set(plan.plugins_to_serialize) & set(libs) or set(libs)
+    return set(recipe.plugins_to_serialize) & set(libs) or set(libs)
 
 
-def trtexec_run_argv(plan: BuildPlan, plugins: Sequence[str] | None = None,
+def trtexec_run_argv(recipe: BuildRecipe, plugins: Sequence[str] | None = None,
                      engine: str | os.PathLike[str] = "engine.plan") -> list[str]:
     """argv of the trtexec run of the plan `trtexec_argv` built (latency at the opt shapes). Libraries the plan
     carries (version compatible) are not loaded again; the others are loaded with --dynamicPlugins."""
-    libs = list(plan.plugin_libraries if plugins is None else plugins)
+    libs = list(recipe.plugin_libraries if plugins is None else plugins)
     argv = ["trtexec", f"--loadEngine={engine}"]
-    dynamic = plan.profile.dynamic_inputs()
+    dynamic = recipe.profile.dynamic_inputs()
     if dynamic:
         argv.append(f"--shapes={_shapes(dynamic, 'opt')}")
-    if plan.dla_core is not None:
-        argv.append(f"--useDLACore={plan.dla_core}")
-    if plan.version_compatible:
+    if recipe.dla_core is not None:
+        argv.append(f"--useDLACore={recipe.dla_core}")
+    if recipe.version_compatible:
         argv.append("--versionCompatible")  # trtexec then allows the plan's host code (lean runtime, plugins)
-        if plan.exclude_lean_runtime:
+        if recipe.exclude_lean_runtime:
             argv.append(f"--leanDLLPath={LEAN_RUNTIME_PLACEHOLDER}")
-    carried = _serialized(plan, libs)
+    carried = _serialized(recipe, libs)
     argv += [f"--dynamicPlugins={lib}" for lib in libs if lib not in carried]
     return argv
 
 
-def trtexec_run_command(plan: BuildPlan, plugins: Sequence[str] | None = None,
+def trtexec_run_command(recipe: BuildRecipe, plugins: Sequence[str] | None = None,
                         engine: str | os.PathLike[str] = "engine.plan") -> str:
     """`trtexec_run_argv` as one shell-quoted line."""
-    return shlex.join(trtexec_run_argv(plan, plugins, engine))
+    return shlex.join(trtexec_run_argv(recipe, plugins, engine))
 
 
-def trtexec_command(plan: BuildPlan, onnx: str | os.PathLike[str], plugins: Sequence[str] | None = None,
+def trtexec_command(recipe: BuildRecipe, onnx: str | os.PathLike[str], plugins: Sequence[str] | None = None,
                     engine: str | os.PathLike[str] = "engine.plan") -> str:
     """`trtexec_argv` as one shell-quoted line, ready to paste on the device."""
-    return shlex.join(trtexec_argv(plan, onnx, plugins, engine))
+    return shlex.join(trtexec_argv(recipe, onnx, plugins, engine))

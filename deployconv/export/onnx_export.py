@@ -19,7 +19,7 @@ import torch
 
 from deployconv.core.errors import BadInputError
 from deployconv.core.target import Target
-from deployconv.ops.registry import entries, translation_table
+from deployconv.ops.lowering_table import entries, translation_table
 from deployconv.reparam.walker import output_tensors
 
 INPUT_NAME = "input"

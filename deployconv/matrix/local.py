@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from deployconv.core.env import available_cpu_ids
 from deployconv.matrix.results import job_dir
 from deployconv.matrix.spec import JobSpec
 from deployconv.matrix.steps import StepOptions, StepOutcome, run_step
@@ -22,14 +23,7 @@ from deployconv.matrix.steps import StepOptions, StepOutcome, run_step
 _SLOT: dict[str, Any] = {}
 
 
-def usable_cpus() -> list[int]:
-    try:
-        return sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return list(range(os.cpu_count() or 1))
-
-
-def plan_slots(cpus: list[int], workers: int) -> list[list[int]]:
+def split_cpus(cpus: list[int], workers: int) -> list[list[int]]:
     """Split the CPUs into `workers` disjoint slices (sizes differ by at most one); more workers than CPUs
     share CPUs round-robin, one each."""
     if workers <= len(cpus):
@@ -67,9 +61,9 @@ class LocalExecutor:
     exclusive_host_bench = True
 
     def __init__(self, out: Path, workers: int | None = None):
-        cpus = usable_cpus()
+        cpus = available_cpu_ids()
         self.workers = workers or len(cpus)
-        self.slots = plan_slots(cpus, self.workers)
+        self.slots = split_cpus(cpus, self.workers)
         self.threads = max(1, min(len(s) for s in self.slots))
         self.out = Path(out)
         ctx = multiprocessing.get_context("spawn")

@@ -23,7 +23,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from deployconv.models.registry import ModelInfo, register_model
+from deployconv.core.errors import BadInputError
+from deployconv.models.registration import ModelInfo, register_model
 from deployconv.ops.dcnv4 import DCNv4
 
 
@@ -112,8 +113,6 @@ class DCNv4Net(nn.Module):
         stages = tuple(f"c{i + 2}" for i in range(len(depths)))  # level i runs at stride 4 * 2**i
         unknown = sorted(set(features or ()) - set(stages))
         if unknown:
-            from deployconv.core.errors import BadInputError
-
             raise BadInputError(f"unknown feature stage(s) {unknown} for {len(depths)} levels",
                                 fix=f"choose from {', '.join(stages)} (c<k> is stride 2**k)")
         self.features = tuple(features) if features else None

@@ -16,7 +16,16 @@ import numpy as np
 import torch
 
 from deployconv.core.errors import BadInputError
-from deployconv.core.io_spec import DimRange, InputSpec, IOSpec, build_spec, parse_input
+from deployconv.core.io_spec import (
+    DimRange,
+    InputSpec,
+    IOSpec,
+    build_spec,
+    parse_dim,
+    parse_input,
+    random_array,
+)
+from deployconv.models.registry import model_info
 
 _TORCH_DTYPES = {torch.float32: "float32", torch.float16: "float16", torch.int64: "int64", torch.int32: "int32",
                  torch.bool: "bool", torch.uint8: "uint8"}
@@ -79,8 +88,6 @@ def example_args(spec: IOSpec, seed: int) -> tuple[torch.Tensor, ...]:
     """Tracing inputs: the spec at its example sizes (never 0/1 for a dynamic symbol)."""
     sizes = spec.example_sizes()
     rng = np.random.default_rng(seed)
-    from deployconv.core.io_spec import random_array
-
     return tuple(torch.from_numpy(random_array(rng, tuple(d if isinstance(d, int) else sizes[d] for d in i.dims), i))
                  for i in spec.inputs)
 
@@ -134,9 +141,6 @@ def resolve_io(train: torch.nn.Module, inputs: tuple[str, ...], dims: tuple[str,
     """The IOSpec an export runs with: --input/--dim, else what the model declares (a user factory's
     `example_inputs`, a zoo entry's ModelInfo.inputs), with --dim overriding declared ranges. None: the
     classic single `input` image at the model's input_size (the unchanged default path)."""
-    from deployconv.core.io_spec import parse_dim
-    from deployconv.models.registry import model_info
-
     ranges = dict(parse_dim(d) for d in dims)
     if inputs:
         return build_spec([parse_input(t) for t in inputs], ranges, batch=batch, source="cli")

@@ -6,6 +6,10 @@ Deploy form (via `deployconv.reparam.reparameterize`): every Conv2d_BN becomes a
 depthwise 3x3 conv, LSConv's BatchNorm a ChannelAffine (it cannot fold, see LSConv.reparameterize), the
 attention bias table is gathered once into a buffer, and the heads fold into one Linear (the two distillation
 heads are averaged into it). The official `replace_batchnorm` fuses Conv2d_BN, RepVGGDW and BN_Linear only.
+
+Over 400 lines on purpose: one official architecture per file (blocks, model, checkpoint filter, variants, in
+timm's order), mirroring the official model file so parameter names can be checked against the checkpoint
+layout in one place.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from deployconv.layers.modules import (
     fuse_conv_bn_modules,
     linear_with,
 )
-from deployconv.models.registry import ModelInfo, register_model
+from deployconv.models.registration import ModelInfo, register_model
 from deployconv.ops.ska import SKA
 
 __all__ = ["LSNet", "checkpoint_filter_fn"]

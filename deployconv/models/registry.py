@@ -1,19 +1,32 @@
-"""The model registry: `@register_model` on one short function per variant (timm's habit).
+"""The model registry's lookup side: list, find and build zoo models (and user sources).
 
-Each variant function builds the train-form model; the registry adds checkpoint loading, user sources and
-error messages with close matches, so every family gets them for free.
+Each variant function (registered with deployconv.models.registration.register_model in its family file)
+builds the train-form model; this module adds checkpoint loading, user sources and error messages with close
+matches, so every family gets them for free. Family files are imported on first use by name prefix (torch is
+not loaded to list this module's names), and they import only the registration module below this one.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import fnmatch
 from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 from deployconv.core.errors import BadInputError
+from deployconv.models.registration import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    REGISTRY,
+    ModelInfo,
+    ModelSpec,
+    register_model,
+)
+from deployconv.models.sources import load_user_model
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ModelInfo", "ModelSpec", "create_model", "get_model_spec",
+           "is_user_source", "list_models", "model_info", "register_model"]
 
 # Family modules by name prefix, imported on first use: `create_model("repvgg_a0")` imports only repvgg.
 _FAMILY_MODULES = {
@@ -23,61 +36,7 @@ _FAMILY_MODULES = {
     "resnet": "deployconv.models.resnet_dcn",
     "dcnv4": "deployconv.models.dcnv4_net",
 }
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What a user (and the exporter) needs to know to feed the model."""
-
-    input_size: tuple[int, int, int] = (3, 224, 224)
-    # H and W cannot change (LSNet's attention bias table is fixed to the 4x4 stage-4 map).
-    fixed_hw: bool = False
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    interpolation: str = "bicubic"
-    crop_pct: float = 0.875
-    num_classes: int = 1000
-    # fnmatch patterns of checkpoint keys a user may legitimately lack (reported, never silent).
-    optional_keys: tuple[str, ...] = ()
-    # Inputs other than one `batch x C x H x W` image, as --input/--dim strings (a backbone at detection
-    # resolution: ("input=Bx3xHxW",) with ("H=512..800..1344", "W=512..1344..1344")); empty: input_size.
-    inputs: tuple[str, ...] = ()
-    dims: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    family: str
-    builder: Callable[..., Any]
-    info: ModelInfo
-    filter_fn: Callable[[dict, Any], dict] | None = None
-    tags: tuple[str, ...] = field(default_factory=tuple)
-
-
-_REGISTRY: dict[str, ModelSpec] = {}
 _IMPORTED: set[str] = set()
-
-
-def register_model(
-    *,
-    info: ModelInfo | None = None,
-    filter_fn: Callable[[dict, Any], dict] | None = None,
-    tags: tuple[str, ...] = (),
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a variant function under its own name; the family is the defining module's name."""
-
-    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
-        family = fn.__module__.rsplit(".", 1)[-1]
-        if fn.__name__ in _REGISTRY and _REGISTRY[fn.__name__].builder is not fn:
-            raise RuntimeError(f"model {fn.__name__!r} registered twice")
-        _REGISTRY[fn.__name__] = ModelSpec(fn.__name__, family, fn, info or ModelInfo(), filter_fn, tags)
-        return fn
-
-    return deco
 
 
 def _ensure_loaded(name: str | None = None) -> None:
@@ -91,10 +50,8 @@ def _ensure_loaded(name: str | None = None) -> None:
 
 def list_models(pattern: str | None = None) -> list[str]:
     """Registered model names (optionally filtered by an fnmatch pattern), sorted."""
-    import fnmatch
-
     _ensure_loaded()
-    names = sorted(_REGISTRY)
+    names = sorted(REGISTRY)
     return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
 
 
@@ -105,10 +62,10 @@ def is_user_source(name: str) -> bool:
 
 def get_model_spec(name: str) -> ModelSpec:
     _ensure_loaded(name)
-    if name in _REGISTRY:
-        return _REGISTRY[name]
+    if name in REGISTRY:
+        return REGISTRY[name]
     _ensure_loaded()
-    close = difflib.get_close_matches(name, list(_REGISTRY), n=4, cutoff=0.5)
+    close = difflib.get_close_matches(name, list(REGISTRY), n=4, cutoff=0.5)
     raise BadInputError(
         f"unknown model {name!r}",
         why="it is neither a zoo model nor a user source of the form file.py:factory or package.module:factory",
@@ -131,8 +88,6 @@ def create_model(
     from deployconv.models.checkpoint import load_checkpoint
 
     if is_user_source(name):
-        from deployconv.models.sources import load_user_model
-
         model = load_user_model(name, **overrides)
         spec = None
     else:

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from deployconv.core.errors import BadInputError
 from deployconv.layers.fusion import BNStats, bn_stats, fuse_conv_bn, identity_kernel, merge_parallel
-from deployconv.models.registry import ModelInfo, register_model
+from deployconv.models.registration import ModelInfo, register_model
 
 
 def _conv_bn(cin: int, cout: int, kernel: int, stride: int, padding: int, groups: int) -> nn.Sequential:

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from deployconv.core.errors import BadInputError
 from deployconv.layers.modules import fuse_conv_bn_modules, is_bn
-from deployconv.models.registry import ModelInfo, register_model
+from deployconv.models.registration import ModelInfo, register_model
 from deployconv.ops.deform_conv import ModulatedDeformConv2dPack
 
 

@@ -7,6 +7,9 @@ branches, BatchNorms, GRN bias, layer scale) and, with `deploy=True`, the infere
 for the model-wide walker; the arithmetic is the pure math of `deployconv.layers.fusion`.
 
 Blocks (NCHW unless said): x + drop_path(gamma * pwconv2(act(pwconv1(se(norm(dwconv(x)))))))
+
+Over 400 lines on purpose: one official architecture per file (blocks, model, checkpoint filter, variants),
+mirroring the official model file so parameter names can be checked against the checkpoint layout in one place.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from torch import nn
 from deployconv.core.errors import BadInputError
 from deployconv.layers.fusion import bn_stats, dilate_kernel, fuse_conv_bn, fuse_linear_bn, merge_parallel
 from deployconv.layers.modules import conv_with, is_bn, linear_with
-from deployconv.models.registry import ModelInfo, register_model
+from deployconv.models.registration import ModelInfo, register_model
 
 # (kernel k, dilation r) of the parallel branches of a Dilated Reparam Block, by its large kernel size K.
 DEFAULT_DILATED_BRANCHES: dict[int, tuple[tuple[int, int], ...]] = {

@@ -26,6 +26,11 @@ import torch
 from torch import Tensor
 
 from deployconv.core.errors import BadInputError, MissingEnvironmentError
+from deployconv.ops.dcnv4 import _check as _check_dcnv4
+from deployconv.ops.dcnv4 import padded_dim
+from deployconv.ops.deform_conv import _check as _check_deform
+from deployconv.ops.deform_conv import _pair
+from deployconv.ops.ska import _check as _check_ska
 
 NATIVE_DIR = Path(__file__).resolve().parents[2] / "plugins_cpp"
 _EXT_PREFIX = "deployconv_kernels_ext"
@@ -178,9 +183,7 @@ def ska(x: Tensor, w: Tensor, scale: Tensor | None = None, shift: Tensor | None 
         residual: Tensor | None = None) -> Tensor:
     """`deployconv.ops.ska.ska(x, w)`, then `scale[c] * y + shift[c] + residual` fused (each optional; scale and
     shift are read as fp32)."""
-    from deployconv.ops.ska import _check
-
-    _check(x, w)
+    _check_ska(x, w)
     _on_cuda("ska", x=x, w=w, residual=residual)
     c = x.shape[1]
     aff = []
@@ -199,10 +202,8 @@ def deform_conv2d(
     mask: Tensor | None = None,
 ) -> Tensor:
     """`deployconv.ops.deform_conv.deform_conv2d` (torchvision's signature) on the fused CUDA kernel."""
-    from deployconv.ops.deform_conv import _check, _pair
-
     st, pd, dl = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
-    _check(input, offset, weight, bias, mask, st, pd, dl)
+    _check_deform(input, offset, weight, bias, mask, st, pd, dl)
     _on_cuda("deform_conv2d", input=input, offset=offset, weight=weight, bias=bias, mask=mask)
     return load_extension().deform_conv2d(input.contiguous(), weight.contiguous(), offset.contiguous(),
                                           _contig(bias), _contig(mask), st[0], st[1], pd[0], pd[1], dl[0], dl[1])
@@ -215,10 +216,8 @@ def dcnv4(
 ) -> Tensor:
     """`deployconv.ops.dcnv4.dcnv4` on the CUDA kernel. The kernel reads offset_mask with the official padded
     width P = ceil(G*K*3/8)*8; another width (the reference accepts any P >= G*K*3) is re-packed first."""
-    from deployconv.ops.dcnv4 import _check, padded_dim
-
     remove_center = int(remove_center)
-    _, _, k = _check(value, offset_mask, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h,
+    _, _, k = _check_dcnv4(value, offset_mask, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h,
                      dilation_w, group, group_channels, offset_scale, remove_center)
     _on_cuda("dcnv4", value=value, offset_mask=offset_mask)
     p = padded_dim(group, kernel_h, kernel_w, remove_center)

@@ -22,6 +22,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from deployconv.ops import cuda_ext
+from deployconv.ops.dcnv4 import QUALNAME as DCNV4_QUALNAME
+from deployconv.ops.dcnv4 import dcnv4 as dcnv4_reference
+from deployconv.ops.deform_conv import QUALNAME as DEFORM_CONV_QUALNAME
+from deployconv.ops.deform_conv import _check_op_args
+from deployconv.ops.deform_conv import deform_conv2d as deform_conv2d_reference
+from deployconv.ops.ska import QUALNAME as SKA_QUALNAME
+from deployconv.ops.ska import ska as ska_reference
+
 KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 SWAPPABLE_OPS = ("ska", "deform_conv2d", "dcnv4")
 
@@ -75,34 +84,25 @@ def _same_kernel_dtype(*tensors: Tensor | None) -> bool:
 
 
 def _ska_swap() -> KernelSwap:
-    from deployconv.ops import cuda_ext
-    from deployconv.ops.ska import QUALNAME, ska
-
-    return KernelSwap(QUALNAME, "cuda", lambda x, w: cuda_ext.ska(x, w), ska,
+    return KernelSwap(SKA_QUALNAME, "cuda", lambda x, w: cuda_ext.ska(x, w), ska_reference,
                       lambda x, w: _same_kernel_dtype(x, w))
 
 
 def _deform_conv2d_swap() -> KernelSwap:
-    from deployconv.ops import cuda_ext
-    from deployconv.ops.deform_conv import QUALNAME, _check_op_args, deform_conv2d
-
     def kernel(x, weight, offset, bias, mask, stride, padding, dilation, group, offset_group):
         _check_op_args(x, weight, offset, bias, mask, stride, padding, dilation, group, offset_group)
         return cuda_ext.deform_conv2d(x, offset, weight, bias, stride, padding, dilation, mask)
 
     def reference(x, weight, offset, bias, mask, stride, padding, dilation, group, offset_group):
         _check_op_args(x, weight, offset, bias, mask, stride, padding, dilation, group, offset_group)
-        return deform_conv2d(x, offset, weight, bias, stride, padding, dilation, mask)
+        return deform_conv2d_reference(x, offset, weight, bias, stride, padding, dilation, mask)
 
-    return KernelSwap(QUALNAME, "cuda", kernel, reference,
+    return KernelSwap(DEFORM_CONV_QUALNAME, "cuda", kernel, reference,
                       lambda x, weight, offset, bias, mask, *_: _same_kernel_dtype(x, weight, offset, bias, mask))
 
 
 def _dcnv4_swap() -> KernelSwap:
-    from deployconv.ops import cuda_ext
-    from deployconv.ops.dcnv4 import QUALNAME, dcnv4
-
-    return KernelSwap(QUALNAME, "cuda", cuda_ext.dcnv4, dcnv4,
+    return KernelSwap(DCNV4_QUALNAME, "cuda", cuda_ext.dcnv4, dcnv4_reference,
                       lambda value, offset_mask, *_: _same_kernel_dtype(value, offset_mask))
 
 
@@ -167,9 +167,7 @@ class KernelDepthwiseConv2d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.kernel is None:
-            from deployconv.ops.cuda_ext import dwconv2d
-
-            return dwconv2d(x.contiguous(), self.weight, self.bias, self.stride, self.pad)
+            return cuda_ext.dwconv2d(x.contiguous(), self.weight, self.bias, self.stride, self.pad)
         return self.kernel(x, self.weight, self.bias, self.stride, self.pad)
 
     def extra_repr(self) -> str:

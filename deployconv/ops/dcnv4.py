@@ -1,5 +1,6 @@
 """DCNv4 (OpenGVLab, "Efficient Deformable ConvNets"): the core op, its torch.library form, ONNX lowerings, and the
-DCNv4 module that models use.
+DCNv4 module that models use. Over 400 lines on purpose: one op per file (as ska.py and deform_conv.py), so
+its reference, registration, lowerings and module are read against the official kernel in one place.
 
 Semantics (read from the official CUDA kernel, facts/ops.md). `value` is NHWC (N, H, W, G*D): G groups of
 D = group_channels channels. `offset_mask` is ONE tensor (N, Ho, Wo, P) with P >= G*K*3 (the official module

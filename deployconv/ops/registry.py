@@ -1,21 +1,19 @@
-"""Every custom op deployconv exports, and how to lower each one to ONNX.
+"""What a custom op's registration is (`OpEntry`) and the one helper its plugin lowering emits (`plugin_node`).
 
 Each op file (ska.py, deform_conv.py, dcnv4.py) defines an `ENTRY: OpEntry`: its torch.library op, its
 lowerings ("standard": ONNX-domain ops only, runs on ONNX Runtime; "plugin": one node for the TensorRT
-plugin described in deployconv/plugins/table.py) and the minimum opset of each. The exporter asks this
-module for a translation table given the lowering a Target chose per op.
+plugin described in deployconv/plugins/table.py) and the minimum opset of each. The table of every op
+(deployconv.ops.lowering_table) imports the op files, which import this module: registration runs one way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib import import_module
 
-from deployconv.core.errors import BadInputError
+from deployconv.plugins.table import ONNX_DOMAIN, ONNX_DOMAIN_VERSION, plugin_for_op
 
 LOWERINGS = ("standard", "plugin")
-_OP_MODULES = ("deployconv.ops.ska", "deployconv.ops.deform_conv", "deployconv.ops.dcnv4")
 
 
 @dataclass(frozen=True)
@@ -33,39 +31,6 @@ class OpEntry:
         return getattr(getattr(torch.ops, ns), name).default
 
 
-def entries() -> dict[str, OpEntry]:
-    out = {}
-    for mod in _OP_MODULES:
-        entry = import_module(mod).ENTRY
-        out[entry.name] = entry
-    return out
-
-
-def translation_table(choice: dict[str, str], opset: int, used: set[str] | None = None) -> dict:
-    """{torch op overload: onnxscript function} for the chosen lowering of every op.
-
-    `used`: qualnames of the ops the model actually calls (from torch.export); only those are held to their
-    minimum opset, so a model without DeformConv can export at opset 18. Raises BadInputError when a lowering
-    is unknown or the opset is below a used op's minimum."""
-    from deployconv.plugins.onnx_schemas import register_plugin_schemas
-
-    register_plugin_schemas()
-    table = {}
-    for name, entry in entries().items():
-        lowering = choice.get(name, "standard")
-        if lowering not in entry.lowerings:
-            raise BadInputError(f"op {name} has no {lowering!r} lowering",
-                                fix=f"choose one of {', '.join(entry.lowerings)}")
-        need = entry.min_opset[lowering]
-        if used is not None and entry.qualname not in used:
-            continue
-        if opset < need:
-            raise BadInputError(f"opset {opset} is too low for {name} ({lowering} lowering)",
-                                why=f"it needs ONNX opset >= {need}", fix=f"pass --opset {need} or higher")
-        table[entry.torch_op] = entry.lowerings[lowering]
-    return table
-
-
 _ATTR_TYPES = {"int": (int,), "ints": (list, tuple), "float": (float, int), "string": (str,)}
 
 
@@ -78,7 +43,6 @@ def plugin_node(qualname: str, inputs: Sequence, attrs: dict):
     import onnxscript
 
     from deployconv.plugins.onnx_schemas import register_plugin_schemas
-    from deployconv.plugins.table import ONNX_DOMAIN, ONNX_DOMAIN_VERSION, plugin_for_op
 
     spec = plugin_for_op(qualname)
     if sorted(attrs) != sorted(spec.attr_names()):

@@ -29,7 +29,7 @@ from deployconv.core.target import get_target
 from deployconv.engine import (
     engine_spec_for,
     facts_from_model,
-    make_plan,
+    make_recipe,
     trtexec_command,
     trtexec_run_command,
 )
@@ -152,7 +152,7 @@ def trtexec_lines(proto: Any, target: Any) -> tuple[str | None, str | None, str]
         spec = engine_spec_for(target)
         facts = facts_from_model(proto, "model.onnx")
         libs = (PLUGIN_LIBRARY,) if facts.plugin_nodes else ()
-        recipe = make_plan(spec, version, facts, libs)
+        recipe = make_recipe(spec, version, facts, libs)
     except DeployconvError as e:
         return None, None, f"TensorRT {version} cannot build this target: {e.what}"
     return (trtexec_command(recipe, "model.onnx", libs, "engine.plan"),

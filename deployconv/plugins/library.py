@@ -25,7 +25,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from deployconv.core.compat import arch_key, gpu_fit
+from deployconv.core.env import available_cpus, probe_gpus
 from deployconv.core.errors import BadInputError, MissingEnvironmentError
+from deployconv.core.fsio import atomic_dir, refuse_overwrite
+from deployconv.core.version import __version__
+from deployconv.plugins.archs import DEFAULT_ARCHS, listed_archs, supported_archs
+from deployconv.plugins.table import PLUGINS
 
 LIBRARY_NAME = "libdeployconv_plugins.so"
 KERNELS_NAME = "libdeployconv_kernels.a"
@@ -151,44 +157,13 @@ def dynamic_symbols(data: bytes) -> set[str]:
 _CUOBJDUMP_ENTRY = re.compile(r"^(ELF|PTX) file\s+\d+:\s*\S*?\.sm_(\d+[a-z]?)\.(?:cubin|ptx)\s*$", re.MULTILINE)
 
 
-def _arch_key(arch: str) -> tuple[int, str]:
-    m = re.fullmatch(r"(\d+)([a-z]?)", arch)
-    if not m:
-        raise ValueError(f"not a CUDA arch: {arch!r}")
-    return int(m.group(1)), m.group(2)
-
-
 def parse_cuobjdump_listing(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(SASS archs, PTX archs) from `cuobjdump --list-elf --list-ptx` output, whose lines read
     `ELF file    1: libdeployconv_plugins.1.sm_87.cubin` / `PTX file    1: ....sm_90.ptx`. Sorted, unique."""
     found: dict[str, set[str]] = {"ELF": set(), "PTX": set()}
     for kind, arch in _CUOBJDUMP_ENTRY.findall(text):
         found[kind].add(arch)
-    return tuple(sorted(found["ELF"], key=_arch_key)), tuple(sorted(found["PTX"], key=_arch_key))
-
-
-def parse_compute_capabilities(nvidia_smi_output: str) -> list[str]:
-    """Compute capabilities ("8.7") from `nvidia-smi --query-gpu=compute_cap --format=csv,noheader`."""
-    return re.findall(r"^\s*(\d+\.\d+)\s*$", nvidia_smi_output, re.MULTILINE)
-
-
-def gpu_fit(sass: Sequence[str], ptx: Sequence[str], compute_capability: str) -> str | None:
-    """How a GPU of `compute_capability` ("8.7") runs a binary with these cubins and PTX, or None if it cannot.
-
-    CUDA's rules: a cubin for sm_XY runs on X.Z for Z >= Y (same major); an arch-specific cubin (sm_90a) only on
-    exactly 9.0; PTX for compute_XY is JIT-compiled by the driver for any GPU of X.Y or newer."""
-    major, minor = (int(v) for v in compute_capability.split("."))
-    device = major * 10 + minor
-    for arch in sorted(sass, key=_arch_key, reverse=True):
-        number, suffix = _arch_key(arch)
-        exact = number == device
-        if exact or (suffix != "a" and number // 10 == major and number % 10 <= minor):
-            return f"sm_{arch} cubin" + ("" if exact else " (binary compatible)")
-    for arch in sorted(ptx, key=_arch_key, reverse=True):
-        number, suffix = _arch_key(arch)
-        if suffix != "a" and number <= device:
-            return f"compute_{arch} PTX, JIT-compiled by the driver at first load"
-    return None
+    return tuple(sorted(found["ELF"], key=arch_key)), tuple(sorted(found["PTX"], key=arch_key))
 
 
 def parse_archs_option(text: str) -> tuple[int, ...]:
@@ -205,8 +180,6 @@ def parse_archs_option(text: str) -> tuple[int, ...]:
 
 def resolve_build_archs(requested: Sequence[int] | None, nvcc_listing: str) -> tuple[int, ...]:
     """The archs to build: `requested` (each must be known to this nvcc) or archs.py's defaults this nvcc knows."""
-    from deployconv.plugins.archs import DEFAULT_ARCHS, listed_archs, supported_archs
-
     known = listed_archs(nvcc_listing)
     if requested is None:
         chosen = tuple(supported_archs(nvcc_listing))
@@ -282,19 +255,6 @@ def _read_archs(path: Path) -> tuple[tuple[str, ...] | None, tuple[str, ...] | N
     return sass, ptx, f"read with {tool}"
 
 
-def _gpu_compute_capability() -> str | None:
-    """The first GPU's compute capability from nvidia-smi, or None (no GPU, no nvidia-smi, old driver)."""
-    tool = shutil.which("nvidia-smi")
-    if tool is None:
-        return None
-    try:
-        proc = _run([tool, "--query-gpu=compute_cap", "--format=csv,noheader"], timeout=20)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    caps = parse_compute_capabilities(proc.stdout) if proc.returncode == 0 else []
-    return caps[0] if caps else None
-
-
 # --- front doors -----------------------------------------------------------------------------------------------
 
 
@@ -325,7 +285,8 @@ def plugin_library(path: str | Path | None = None, *, check_gpu: bool = True) ->
     info_file = lib.parent / BUILD_INFO_NAME
     build_info = json.loads(info_file.read_text()) if info_file.is_file() else None
     gpu = None
-    cc = _gpu_compute_capability() if check_gpu else None
+    gpus = probe_gpus().gpus if check_gpu else ()
+    cc = f"{gpus[0].compute_capability // 10}.{gpus[0].compute_capability % 10}" if gpus else None
     if cc is not None and sass is not None and ptx is not None:
         runs = gpu_fit(sass, ptx, cc)
         if runs is None:
@@ -348,10 +309,6 @@ def build_plugins(archs: Sequence[int] | None = None, out: str | Path | None = N
     replaced in one rename after a successful build, so a failed build leaves the previous one intact.
     The TensorRT library is built where TensorRT 10+ headers are found (`tensorrt_root` or $TENSORRT_ROOT or the
     system), otherwise only the kernels: the result says which and why."""
-    from deployconv.core.fsio import atomic_dir, refuse_overwrite
-    from deployconv.core.version import __version__
-    from deployconv.plugins.table import PLUGINS
-
     out_dir = Path(out) if out is not None else DEFAULT_OUT
     refuse_overwrite(out_dir, force)  # before minutes of compiling, not after
     tools = {"cmake": shutil.which("cmake"), "nvcc": _tool("nvcc")}
@@ -369,7 +326,7 @@ def build_plugins(archs: Sequence[int] | None = None, out: str | Path | None = N
     trt_root = tensorrt_root or os.environ.get("TENSORRT_ROOT")
     start = time.perf_counter()
     for cmd in (cmake_configure_command(source, build_dir, chosen, nvcc, trt_root),
-                cmake_build_command(build_dir, jobs or os.cpu_count() or 1)):
+                cmake_build_command(build_dir, jobs or available_cpus())):
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             log = build_dir / "deployconv_build.log"

@@ -14,6 +14,7 @@ from typing import Any
 from deployconv.core.errors import BadInputError, MissingEnvironmentError
 from deployconv.runtime.base import Runner, TensorMeta, is_dynamic, random_feed
 from deployconv.runtime.ort import CPU, CUDA, OrtRunner, available_cpus, resolve_providers, sha256_of
+from deployconv.runtime.trt import TrtRunner
 
 # runtime name (the CLI's --runtime) -> ONNX Runtime providers; "trt" is TensorRT.
 RUNTIMES: dict[str, list[str] | None] = {"ort-cpu": [CPU], "ort-cuda": [CUDA, CPU], "trt": None}
@@ -72,8 +73,6 @@ def load_runner(artifact: str | os.PathLike[str], *, runtime: str = "ort-cpu", t
         if path.suffix.lower() not in ENGINE_SUFFIXES:
             raise BadInputError(f"{path} is an ONNX model, not a TensorRT engine",
                                 fix=f"build one first: `deployconv build-engine {path} --target TARGET`")
-        from deployconv.runtime.trt import TrtRunner
-
         return TrtRunner(path, plugins=plugins, allow_host_code=allow_host_code)
     if plugins or allow_host_code:
         raise BadInputError("--plugins and --allow-host-code are for TensorRT engines (--runtime trt)",

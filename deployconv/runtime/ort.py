@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from deployconv.core.env import available_cpus
 from deployconv.core.errors import BadInputError, MissingEnvironmentError
 from deployconv.runtime.base import Runner, TensorMeta
+from deployconv.trust.manifest import sha256_file
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -31,19 +33,9 @@ _ORT_DTYPES = {
 }
 
 
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity mask), else the logical core count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def sha256_of(path_or_bytes: str | os.PathLike[str] | bytes) -> str:
     if isinstance(path_or_bytes, bytes | bytearray | memoryview):
         return hashlib.sha256(path_or_bytes).hexdigest()
-    from deployconv.trust.manifest import sha256_file
-
     return sha256_file(Path(path_or_bytes))
 
 
@@ -105,6 +97,45 @@ def resolve_providers(providers: Sequence[str] | None) -> list[str]:
     return wanted
 
 
+GRAPH_OPTIMIZATION = {"all": "ORT_ENABLE_ALL", "extended": "ORT_ENABLE_EXTENDED", "basic": "ORT_ENABLE_BASIC",
+                      "disabled": "ORT_DISABLE_ALL"}
+
+
+def ort_session(model: str | os.PathLike[str] | bytes, *, providers: Sequence[str] | None = None,
+                threads: int | None = None, optimization: str = "all") -> Any:
+    """The one way deployconv opens an ONNX Runtime session (runners, the fp16/int8 sensitivity scans, the
+    precision search, bisection), so every measurement runs under the same settings: `threads` intra-op threads
+    (default: the CPUs this process may run on, not ORT's own default of every physical core, which
+    oversubscribes a pinned or containerised process), 1 inter-op thread, sequential execution, the graph
+    optimisation `optimization` (default "all", ORT's own default), warnings off. Providers as
+    `resolve_providers` (CPU by default; a missing CUDA provider is exit 3, and a CUDA provider ORT silently
+    drops is refused). A model ORT cannot load is a BadInputError that says why."""
+    if threads is not None and threads < 1:
+        raise BadInputError(f"threads must be >= 1, got {threads}")
+    if optimization not in GRAPH_OPTIMIZATION:
+        raise BadInputError(f"unknown graph optimization {optimization!r}", fix=f"one of {', '.join(GRAPH_OPTIMIZATION)}")
+    ort = _import_ort()
+    wanted = resolve_providers(providers)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads or available_cpus()
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPTIMIZATION[optimization])
+    so.log_severity_level = 3  # errors only: ORT's warnings are not the user's business
+    source = bytes(model) if isinstance(model, bytes | bytearray | memoryview) else str(model)
+    try:
+        session = ort.InferenceSession(source, so, providers=wanted)
+    except Exception as e:  # ORT raises its own pybind exception types; classify them for the user
+        raise _load_error(source, e) from None
+    used = session.get_providers()
+    silent_fallback = [p for p in wanted if p != CPU and p not in used]
+    if silent_fallback:
+        raise MissingEnvironmentError(
+            f"ONNX Runtime could not start {', '.join(silent_fallback)} (it would silently run on CPU)",
+            fix="check the CUDA/cuDNN libraries onnxruntime-gpu needs (`deployconv doctor`)")
+    return session
+
+
 class OrtRunner(Runner):
     """Runs an ONNX model (a path or its bytes) on ONNX Runtime."""
 
@@ -126,25 +157,7 @@ class OrtRunner(Runner):
         self.session: Any = None
 
     def activate_impl(self) -> None:
-        ort = _import_ort()
-        providers = resolve_providers(self.requested_providers)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = self.threads
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 3  # errors only: ORT's warnings are not the user's business
-        try:
-            self.session = ort.InferenceSession(self.source, so, providers=providers)
-        except Exception as e:  # ORT raises its own pybind exception types; classify them for the user
-            raise _load_error(self.source, e) from None
-        used = self.session.get_providers()
-        silent_fallback = [p for p in providers if p != CPU and p not in used]
-        if silent_fallback:
-            self.session = None
-            raise MissingEnvironmentError(
-                f"ONNX Runtime could not start {', '.join(silent_fallback)} (it would silently run on CPU)",
-                fix="check the CUDA/cuDNN libraries onnxruntime-gpu needs (`deployconv doctor`)")
+        self.session = ort_session(self.source, providers=self.requested_providers, threads=self.threads)
 
     def deactivate_impl(self) -> None:
         self.session = None

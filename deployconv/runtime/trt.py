@@ -16,15 +16,32 @@ from typing import Any
 
 import numpy as np
 
+import deployconv.runtime.cuda_io as cuda_io
 from deployconv.core.errors import BadInputError, CheckFailedError, MissingEnvironmentError
 from deployconv.runtime.base import Runner, TensorMeta
-from deployconv.validate.latency import BenchResult, LatencyStats, benchmark, summarize
+from deployconv.runtime.load_policy import (
+    apply_runtime_settings,
+    plan_facts_near,
+    plugins_to_load,
+    runtime_settings,
+)
+from deployconv.runtime.ort import sha256_of
+from deployconv.runtime.plugin_loading import load_plugin_libraries, resolve_library_paths
+from deployconv.runtime.tensorrt_api import capturing_logger, import_tensorrt
+from deployconv.runtime.trt_timing import (
+    GPU_TIMER,
+    SplitStats,
+    TransferSplit,
+    TrtBenchResult,
+    benchmark_trt,
+    split_stats,
+    timed_splits,
+)
 
 # TensorRT DataType member name -> numpy dtype name; types without a numpy dtype (BF16, FP8, INT4, FP4) are absent.
 TRT_TO_NUMPY = {"FLOAT": "float32", "HALF": "float16", "INT8": "int8", "INT32": "int32", "INT64": "int64",
                 "BOOL": "bool", "UINT8": "uint8"}
-GPU_TIMER = ("CUDA events on the runner's stream around the H2D copies, the enqueue (execute_async_v3 or the "
-             "CUDA graph launch) and the D2H copies")
+
 
 
 def numpy_dtype(trt_dtype: Any) -> np.dtype | None:
@@ -92,53 +109,6 @@ def deserialize_failure(path: str | os.PathLike[str], messages: Sequence[str], p
                              "rebuild it on this device")
 
 
-@dataclass(frozen=True)
-class TransferSplit:
-    """One inference's GPU timeline in milliseconds (CUDA events)."""
-
-    h2d_ms: float
-    compute_ms: float
-    d2h_ms: float
-
-    @property
-    def total_ms(self) -> float:
-        return self.h2d_ms + self.compute_ms + self.d2h_ms
-
-
-@dataclass(frozen=True)
-class SplitStats:
-    h2d: LatencyStats
-    compute: LatencyStats
-    d2h: LatencyStats
-    gpu_total: LatencyStats  # H2D + compute + D2H per inference: trtexec's "Latency"
-    timer: str = GPU_TIMER
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"h2d": self.h2d.to_dict(), "compute": self.compute.to_dict(), "d2h": self.d2h.to_dict(),
-                "gpu_total": self.gpu_total.to_dict(), "timer": self.timer}
-
-
-def split_stats(splits: Sequence[TransferSplit], batch: int | None = None) -> SplitStats:
-    """Summary statistics of each part of the split (see validate.latency.summarize)."""
-    if not splits:
-        raise ValueError("no timed inferences to summarize")
-    return SplitStats(h2d=summarize([s.h2d_ms for s in splits], batch), compute=summarize([s.compute_ms for s in splits], batch),
-                      d2h=summarize([s.d2h_ms for s in splits], batch), gpu_total=summarize([s.total_ms for s in splits], batch))
-
-
-@dataclass(frozen=True)
-class TrtBenchResult:
-    """A BenchResult (host wall time per inference, as for every runtime) plus the GPU-event split."""
-
-    bench: BenchResult
-    split: SplitStats
-
-    def to_dict(self) -> dict[str, Any]:
-        d = self.bench.to_dict()
-        samples = d.pop("samples_ms")  # keep the raw samples last
-        return {**d, "split": self.split.to_dict(), "samples_ms": samples}
-
-
 @dataclass
 class _Slot:
     """Device and pinned host memory for one I/O tensor, grown on demand."""
@@ -177,9 +147,6 @@ class TrtRunner(Runner):
         if not self.engine_path.is_file():
             raise BadInputError(f"{self.engine_path}: no such engine file",
                                 fix="build one with deployconv's engine build (or trtexec --saveEngine)")
-        from deployconv.runtime.ort import sha256_of
-        from deployconv.runtime.plugin_loading import resolve_library_paths
-
         self.plugins = resolve_library_paths(plugins or ())  # absolute: load_library would search LD paths
         self.source = str(self.engine_path)
 
@@ -209,16 +176,6 @@ class TrtRunner(Runner):
 
     # --- activation ---
     def activate_impl(self) -> None:
-        from deployconv.engine.builder import capturing_logger, import_tensorrt
-        from deployconv.runtime import cuda_io
-        from deployconv.runtime.load_policy import (
-            apply_runtime_settings,
-            plan_facts_near,
-            plugins_to_load,
-            runtime_settings,
-        )
-        from deployconv.runtime.plugin_loading import load_plugin_libraries
-
         facts = plan_facts_near(self.engine_path)  # decided before TensorRT: a refusal needs no GPU
         settings = runtime_settings(facts, allow_host_code=self.allow_host_code, dla_core=self.dla_core,
                                     engine=str(self.engine_path))
@@ -387,35 +344,6 @@ class TrtRunner(Runner):
             "host_code_allowed": self.allow_host_code,
             "gpu_timer": GPU_TIMER,
         }
-
-
-def benchmark_trt(runner: TrtRunner, feed: Mapping[str, np.ndarray], **kwargs: Any) -> TrtBenchResult:
-    """`validate.latency.benchmark` for a TrtRunner, plus the H2D / compute / D2H split of the timed runs
-    (warm-up runs excluded). Keyword arguments are benchmark()'s."""
-    runner.splits.clear()
-    runner.record_splits = True
-    try:
-        result = benchmark(runner, feed, **kwargs)
-    finally:
-        runner.record_splits = False
-    timed = timed_splits(runner.splits, result.conditions.get("blocks") or
-                         [{"warmup_iters": 0, "count": len(result.samples_ms)}])
-    runner.splits.clear()
-    return TrtBenchResult(result, split_stats(timed, batch=result.stats.batch))
-
-
-def timed_splits(splits: Sequence[TransferSplit], blocks: Sequence[Mapping[str, Any]]) -> list[TransferSplit]:
-    """The splits of the timed runs only: every block (`--repeat`) runs its warm-up, then its timed runs, and
-    each inference records one split in that order."""
-    out: list[TransferSplit] = []
-    at = 0
-    for b in blocks:
-        at += int(b["warmup_iters"])
-        out.extend(splits[at:at + int(b["count"])])
-        at += int(b["count"])
-    if at != len(splits):
-        raise RuntimeError(f"{len(splits)} inferences recorded, {at} expected from the benchmark's blocks")
-    return out
 
 
 __all__ = ["GPU_TIMER", "TRT_TO_NUMPY", "SplitStats", "TensorInfo", "TransferSplit", "TrtBenchResult", "TrtRunner",

@@ -14,6 +14,8 @@ import numpy as np
 import onnx
 
 from deployconv.core.target import Budget
+from deployconv.plugins.onnx_schemas import register_plugin_schemas
+from deployconv.runtime.ort import ort_session
 from deployconv.validate.metrics import compare
 from deployconv.validate.parity import budget_failures
 
@@ -99,10 +101,6 @@ def first_divergence(model, proto: onnx.ModelProto, batch: np.ndarray, budget: B
 
 
 def _run_with_outputs(proto: onnx.ModelProto, names: list[str], batch: np.ndarray) -> dict[str, np.ndarray]:
-    import onnxruntime as ort
-
-    from deployconv.plugins.onnx_schemas import register_plugin_schemas
-
     register_plugin_schemas()
     probe = onnx.ModelProto()
     probe.CopyFrom(proto)
@@ -112,7 +110,7 @@ def _run_with_outputs(proto: onnx.ModelProto, names: list[str], batch: np.ndarra
         if n not in existing and n in infos:
             probe.graph.output.append(infos[n])
             existing.add(n)
-    sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    sess = ort_session(probe.SerializeToString())
     outs = [o.name for o in sess.get_outputs()]
     return dict(zip(outs, sess.run(outs, {sess.get_inputs()[0].name: batch}), strict=True))
 

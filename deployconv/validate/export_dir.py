@@ -184,7 +184,7 @@ def recheck_dir(directory: Path, *, torch_free: bool = False, runtime: str = "au
                 trust_source: bool = False, expect: str | None = None, trust: Path | None = None) -> dict[str, Any]:
     """Validate `directory`: bind the manifest (--expect/--trust), the closed-manifest check (CheckFailedError
     naming each file on any difference), then the parity chain."""
-    from deployconv.validate.device import bind_manifest
+    from deployconv.validate.binding import bind_manifest
 
     directory = Path(directory)
     if not directory.is_dir():

@@ -28,11 +28,11 @@ from deployconv.engine.builder import (
     engine_entries,
     explain_versions,
     parser_failure,
-    plan_build,
+    recipe_for,
     resolve_plugin_libraries,
 )
 from deployconv.engine.onnx_facts import facts_from_model
-from deployconv.engine.plan import make_plan
+from deployconv.engine.recipe import make_recipe
 from deployconv.engine.spec import EngineSpec
 from tests.engine import error_of
 from tests.engine.graphs import conv_net, plugin_net
@@ -101,10 +101,10 @@ def test_missing_onnx_is_bad_input(tmp_path):
 
 def test_plan_build_needs_no_tensorrt(tmp_path):
     path = save(plugin_net(), tmp_path / "model.onnx")
-    plan = plan_build(path, {"name": "trt-fp16", "precision": "fp16", "max_batch": 4}, "10.3")
+    plan = recipe_for(path, {"name": "trt-fp16", "precision": "fp16", "max_batch": 4}, "10.3")
     assert plan.plugin_libraries == (PLUGIN_PLACEHOLDER,) and plan.builder_flags == ("FP16",)
     assert plan.profile["x"].max == (4, 4, 8, 8)
-    assert plan_build(path, EngineSpec("t"), "11.0", plugins=["/dev/lib.so"]).plugin_libraries == ("/dev/lib.so",)
+    assert recipe_for(path, EngineSpec("t"), "11.0", plugins=["/dev/lib.so"]).plugin_libraries == ("/dev/lib.so",)
 
 
 def test_explain_versions_follow_the_target_range():
@@ -155,7 +155,7 @@ def test_engine_entries_describe_the_build(tmp_path, plain):
     lib.write_bytes(b"plugin bytes")
     engine = tmp_path / ENGINE_FILE
     engine.write_bytes(b"plan bytes")
-    plan = make_plan(EngineSpec("t", precision="fp16"), "10.3.0", facts_from_model(conv_net()), [str(lib)])
+    plan = make_recipe(EngineSpec("t", precision="fp16"), "10.3.0", facts_from_model(conv_net()), [str(lib)])
 
     class Device:
         name, sm = "Orin", "8.7"

@@ -17,7 +17,7 @@ from deployconv.core.errors import BadInputError, CheckFailedError
 from deployconv.engine.builder import ENGINE_FILE, build_engine, check_profile_index, parser_issue
 from deployconv.engine.inspector import LAYERS_FILE
 from deployconv.engine.onnx_facts import facts_from_model
-from deployconv.engine.plan import make_plan
+from deployconv.engine.recipe import make_recipe
 from deployconv.engine.spec import EngineSpec
 from deployconv.runtime.plugin_loading import forget_loaded, libraries_to_load, resolve_library_paths
 from tests.engine.graphs import conv_net, plugin_net
@@ -78,7 +78,7 @@ def test_invalid_optimization_profile_stops_the_build(fake, tmp_path):
         build_engine(onnx_path, EngineSpec("t", max_batch=4), tmp_path, trt_module=fake)
     assert "x: min (1, 3, 8, 8)" in e.value.details[0] and "returned -1" in e.value.why
     assert ("build_serialized_network", None) not in fake.calls and not (tmp_path / ENGINE_FILE).exists()
-    plan = make_plan(EngineSpec("t"), "10.3", facts_from_model(conv_net()))
+    plan = make_recipe(EngineSpec("t"), "10.3", facts_from_model(conv_net()))
     assert check_profile_index(0, plan) == 0
 
 
@@ -102,9 +102,9 @@ def test_dla_build_on_11_4_1_sets_adjust_for_dla(fake, tmp_path):
     assert ("parser.set_flag", "ADJUST_FOR_DLA") in fake.calls
     # the plan decides it; older TensorRT (DLA on 10.3) has no such flag
     facts = facts_from_model(conv_net("fp16"))
-    assert make_plan(spec, "11.4.1", facts).parser_flags == ("ADJUST_FOR_DLA",)
-    assert make_plan(spec, "10.3", facts).parser_flags == ()
-    assert make_plan(EngineSpec("gpu", precision="fp16"), "11.4.1", facts).parser_flags == ()
+    assert make_recipe(spec, "11.4.1", facts).parser_flags == ("ADJUST_FOR_DLA",)
+    assert make_recipe(spec, "10.3", facts).parser_flags == ()
+    assert make_recipe(EngineSpec("gpu", precision="fp16"), "11.4.1", facts).parser_flags == ()
 
 
 def test_layer_report_is_written_and_compared(fake, tmp_path):

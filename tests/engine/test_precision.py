@@ -8,7 +8,7 @@ import pytest
 
 from deployconv.core.errors import EXIT_BAD_INPUT, EXIT_MISSING_ENV, BadInputError, MissingEnvironmentError
 from deployconv.engine.onnx_facts import facts_from_model
-from deployconv.engine.precision import plan_precision
+from deployconv.engine.precision import choose_precision
 from tests.engine import error_of
 from tests.engine.graphs import conv_net
 
@@ -37,18 +37,18 @@ def test_precision_matrix(major, precision, form):
     expected = EXPECTED[(major, precision, form)]
     if expected == ERR:
         with pytest.raises(BadInputError) as e:
-            plan_precision(precision, major, FACTS[form])
+            choose_precision(precision, major, FACTS[form])
         assert e.value.exit_code == EXIT_BAD_INPUT
         assert f"onnx-{precision}" in e.value.fix  # what to export instead
         return
-    plan = plan_precision(precision, major, FACTS[form])
+    plan = choose_precision(precision, major, FACTS[form])
     assert (plan.strongly_typed, plan.builder_flags) == expected
     assert plan.precision == precision and plan.trt_major == major
     assert plan.onnx_carries == (() if form == "fp32" else (form,))
 
 
 def test_trt11_plain_fp32_error_says_what_why_fix():
-    err = error_of(BadInputError, plan_precision, "fp16", 11, FACTS["fp32"])
+    err = error_of(BadInputError, choose_precision, "fp16", 11, FACTS["fp32"])
     assert "an fp16 engine on TensorRT 11 needs an fp16 ONNX" in err.what and "plain fp32" in err.what
     assert "always strongly typed" in err.why and "float16 tensors" in err.why
     assert "--target onnx-fp16" in err.fix and "fp32" in err.fix
@@ -56,67 +56,67 @@ def test_trt11_plain_fp32_error_says_what_why_fix():
 
 def test_int8_without_qdq_never_calibrates():
     for major in (10, 11):
-        err = error_of(BadInputError, plan_precision, "int8", major, FACTS["fp32"])
+        err = error_of(BadInputError, choose_precision, "int8", major, FACTS["fp32"])
         assert "explicit Q/DQ" in err.what and "no calibrator" in err.why and "onnx-int8" in err.fix
 
 
 def test_extra_carried_precision_is_noted():
-    plan = plan_precision("fp32", 11, FACTS["fp16"])
+    plan = choose_precision("fp32", 11, FACTS["fp16"])
     assert any("also carries fp16" in n for n in plan.notes)
-    assert plan_precision("fp16", 11, FACTS["fp16"]).notes == ()
+    assert choose_precision("fp16", 11, FACTS["fp16"]).notes == ()
 
 
 @pytest.mark.parametrize("form, expected", [("fp32", ERR), ("fp16", (True, ())), ("int8", ERR)])
 def test_trt10_always_strongly_typed_needs_the_precision_in_the_onnx(form, expected):
     if expected == ERR:
         with pytest.raises(BadInputError, match=r"needs an fp16 ONNX|explicit Q/DQ"):
-            plan_precision("fp16", 10, FACTS[form], strongly_typed="always")
+            choose_precision("fp16", 10, FACTS[form], strongly_typed="always")
     else:
-        plan = plan_precision("fp16", 10, FACTS[form], strongly_typed="always")
+        plan = choose_precision("fp16", 10, FACTS[form], strongly_typed="always")
         assert (plan.strongly_typed, plan.builder_flags) == expected
-    plan = plan_precision("fp32", 10, FACTS["fp32"], strongly_typed="always")
+    plan = choose_precision("fp32", 10, FACTS["fp32"], strongly_typed="always")
     assert plan.strongly_typed and plan.builder_flags == ()
 
 
 def test_trt10_never_uses_flags_even_for_carried_precision():
-    plan = plan_precision("fp16", 10, FACTS["fp16"], strongly_typed="never")
+    plan = choose_precision("fp16", 10, FACTS["fp16"], strongly_typed="never")
     assert (plan.strongly_typed, plan.builder_flags) == (False, ("FP16",))
-    plan = plan_precision("int8", 10, FACTS["int8"], strongly_typed="never")
+    plan = choose_precision("int8", 10, FACTS["int8"], strongly_typed="never")
     assert (plan.strongly_typed, plan.builder_flags) == (False, ("INT8",))
 
 
 def test_trt11_cannot_be_weakly_typed():
     with pytest.raises(BadInputError, match="impossible on TensorRT 11"):
-        plan_precision("fp32", 11, FACTS["fp32"], strongly_typed="never")
+        choose_precision("fp32", 11, FACTS["fp32"], strongly_typed="never")
 
 
 @pytest.mark.parametrize("precision, form, flags", [("fp16", "fp32", ("FP16",)), ("fp16", "fp16", ("FP16",)),
                                                     ("int8", "int8", ("FP16", "INT8"))])
 def test_dla_on_trt10_uses_flags(precision, form, flags):
-    plan = plan_precision(precision, 10, FACTS[form], dla=True)
+    plan = choose_precision(precision, 10, FACTS[form], dla=True)
     assert (plan.strongly_typed, plan.builder_flags) == (False, flags)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_dla_runs_fp16_and_int8_only(precision):
     with pytest.raises(BadInputError, match="DLA runs fp16 and int8 only"):
-        plan_precision(precision, 10, FACTS["fp32"], dla=True)
+        choose_precision(precision, 10, FACTS["fp32"], dla=True)
 
 
 def test_dla_policies():
     with pytest.raises(BadInputError, match="DLA on TensorRT 10 is built with the FP16/INT8 builder flags"):
-        plan_precision("fp16", 10, FACTS["fp16"], strongly_typed="always", dla=True)
+        choose_precision("fp16", 10, FACTS["fp16"], strongly_typed="always", dla=True)
     with pytest.raises(BadInputError, match="needs an fp16 ONNX"):
-        plan_precision("fp16", 11, FACTS["fp32"], dla=True)
-    plan = plan_precision("fp16", 11, FACTS["fp16"], dla=True)
+        choose_precision("fp16", 11, FACTS["fp32"], dla=True)
+    plan = choose_precision("fp16", 11, FACTS["fp16"], dla=True)
     assert plan.strongly_typed and any("DLA on TensorRT 11" in n for n in plan.notes)
 
 
 def test_trt8_is_weakly_typed_without_bf16():
-    plan = plan_precision("fp16", 8, FACTS["fp32"])
+    plan = choose_precision("fp16", 8, FACTS["fp32"])
     assert (plan.strongly_typed, plan.builder_flags) == (False, ("FP16",))
-    assert plan_precision("int8", 8, FACTS["int8"]).builder_flags == ("INT8",)
-    err = error_of(MissingEnvironmentError, plan_precision, "bf16", 8, FACTS["fp32"])
+    assert choose_precision("int8", 8, FACTS["int8"]).builder_flags == ("INT8",)
+    err = error_of(MissingEnvironmentError, choose_precision, "bf16", 8, FACTS["fp32"])
     assert err.exit_code == EXIT_MISSING_ENV and "bf16 needs TensorRT 10" in err.what
     with pytest.raises(BadInputError, match="strongly_typed='always' on TensorRT 8"):
-        plan_precision("fp32", 8, FACTS["fp32"], strongly_typed="always")
+        choose_precision("fp32", 8, FACTS["fp32"], strongly_typed="always")

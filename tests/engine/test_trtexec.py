@@ -1,4 +1,4 @@
-"""trtexec command lines equivalent to a BuildPlan, written out by hand for each kind of build, and the run
+"""trtexec command lines equivalent to a BuildRecipe, written out by hand for each kind of build, and the run
 line for the plan it builds. Every flag must be one trtexec's own option parser reads for that TensorRT
 (deployconv.engine.trtexec_flags: release branch, commit, file, line and the quoted line)."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import shlex
 
 from deployconv.engine.onnx_facts import facts_from_model
-from deployconv.engine.plan import make_plan
+from deployconv.engine.recipe import make_recipe
 from deployconv.engine.spec import EngineSpec
 from deployconv.engine.trtexec import (
     LEAN_RUNTIME_PLACEHOLDER,
@@ -27,7 +27,7 @@ SHAPES = ["--minShapes=x:1x3x8x8", "--optShapes=x:1x3x8x8", "--maxShapes=x:16x3x
 
 
 def argv(spec: EngineSpec, version: str, facts=PLAIN, libs=(), **kw) -> list[str]:
-    return trtexec_argv(make_plan(spec, version, facts, libs), "model.onnx", **kw)
+    return trtexec_argv(make_recipe(spec, version, facts, libs), "model.onnx", **kw)
 
 
 def test_trt10_fp16_weakly_typed():
@@ -96,7 +96,7 @@ def test_plugins_are_loaded_dynamically_and_serialized_only_when_version_compati
 
 
 def run(spec: EngineSpec, version: str, facts=PLAIN, libs=(), **kw) -> list[str]:
-    return trtexec_run_argv(make_plan(spec, version, facts, libs), **kw)
+    return trtexec_run_argv(make_recipe(spec, version, facts, libs), **kw)
 
 
 def test_run_lines_load_what_the_plan_does_not_carry():
@@ -114,7 +114,7 @@ def test_run_lines_load_what_the_plan_does_not_carry():
         f"--leanDLLPath={LEAN_RUNTIME_PLACEHOLDER}", "--dynamicPlugins=/jetson/lib.so"]
     dla = run(EngineSpec("dla", precision="fp16", dla_core=1, gpu_fallback=True), "10.3")
     assert dla == ["trtexec", "--loadEngine=engine.plan", "--shapes=x:1x3x8x8", "--useDLACore=1"]
-    plan = make_plan(EngineSpec("t"), "10.3", facts, (LIB,))
+    plan = make_recipe(EngineSpec("t"), "10.3", facts, (LIB,))
     assert shlex.split(trtexec_run_command(plan, engine="my engine.plan")) == trtexec_run_argv(
         plan, engine="my engine.plan")
 
@@ -142,7 +142,7 @@ def _plans():
     for spec, facts, libs in CASES:
         for version in VERSIONS:
             try:
-                yield version, make_plan(spec, version, facts, libs)
+                yield version, make_recipe(spec, version, facts, libs)
             except DeployconvError:  # that TensorRT cannot build this (no bf16 on 8.x, no plugins before 10.1, ...)
                 continue
 
@@ -208,7 +208,7 @@ def test_static_model_has_no_shapes():
 
 
 def test_names_with_colons_are_quoted_and_the_line_is_shell_safe():
-    plan = make_plan(EngineSpec("t"), "10.3", facts_from_model(conv_net(input_name="input:0")))
+    plan = make_recipe(EngineSpec("t"), "10.3", facts_from_model(conv_net(input_name="input:0")))
     line = trtexec_command(plan, "my model.onnx")
     assert shlex.split(line) == trtexec_argv(plan, "my model.onnx")
     assert "--minShapes='input:0':1x3x8x8" in shlex.split(line)

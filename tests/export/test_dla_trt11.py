@@ -10,7 +10,7 @@ import pytest
 from onnx import TensorProto
 
 from deployconv.core.errors import BadInputError
-from deployconv.engine import engine_spec_for, facts_from_model, make_plan, read_onnx_facts, trtexec_argv
+from deployconv.engine import engine_spec_for, facts_from_model, make_recipe, read_onnx_facts, trtexec_argv
 from deployconv.pipeline.export import ExportOptions, export
 from tests.engine.graphs import conv_net
 
@@ -32,7 +32,7 @@ def test_dla_fp16_export_writes_fp16_tensors_that_the_trt11_plan_builds_from(dla
     assert convs and all(inits[n.input[1]].data_type == TensorProto.FLOAT16 for n in convs)
     facts = read_onnx_facts(dla_fp16)
     assert "fp16" in facts.carried_precisions
-    plan = make_plan(engine_spec_for("jetson-orin-dla-fp16-trt11"), "11.4.1", facts)
+    plan = make_recipe(engine_spec_for("jetson-orin-dla-fp16-trt11"), "11.4.1", facts)
     assert plan.device == "dla" and plan.precision.strongly_typed and "fp16" in plan.precision.onnx_carries
     assert plan.builder_flags == ("GPU_FALLBACK",)  # no FP16 flag: TensorRT 11 has none
     argv = trtexec_argv(plan, "model.onnx")
@@ -53,7 +53,7 @@ def test_the_export_without_tensorrt_gives_the_lines_for_its_own_tensorrt(dla_fp
 def test_trt11_dla_refuses_an_fp32_onnx_and_notes_fp32_float_layers_of_int8():
     spec = engine_spec_for("jetson-orin-dla-fp16-trt11")
     with pytest.raises(BadInputError, match="needs an fp16 ONNX"):
-        make_plan(spec, "11.4.1", facts_from_model(conv_net(batch=1)))
-    int8 = make_plan(engine_spec_for("jetson-orin-dla-int8-trt11"), "11.4.1", facts_from_model(conv_net("int8", batch=1)))
+        make_recipe(spec, "11.4.1", facts_from_model(conv_net(batch=1)))
+    int8 = make_recipe(engine_spec_for("jetson-orin-dla-int8-trt11"), "11.4.1", facts_from_model(conv_net("int8", batch=1)))
     assert int8.precision.strongly_typed and int8.builder_flags == ("GPU_FALLBACK",)
     assert any("DLA has no fp32" in n for n in int8.notes)

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from deployconv.cli.app import app
-from deployconv.matrix.local import plan_slots
+from deployconv.matrix.local import split_cpus
 from deployconv.matrix.results import read_record
 from deployconv.matrix.run import plan, run_matrix
 from tests.matrix._common import FAST, TINY, layout, tiny_spec
@@ -25,10 +25,10 @@ def first(tmp_path_factory):
 
 
 def test_plan_slots_split_cpus_without_overlap():
-    assert plan_slots([0, 1], 2) == [[0], [1]]
-    assert plan_slots([0, 1, 2], 2) == [[0, 1], [2]]
-    assert plan_slots([0, 1, 2, 3], 1) == [[0, 1, 2, 3]]
-    assert plan_slots([0, 1], 3) == [[0], [1], [0]]
+    assert split_cpus([0, 1], 2) == [[0], [1]]
+    assert split_cpus([0, 1, 2], 2) == [[0, 1], [2]]
+    assert split_cpus([0, 1, 2, 3], 1) == [[0, 1, 2, 3]]
+    assert split_cpus([0, 1], 3) == [[0], [1], [0]]
 
 
 def test_every_cell_passes_with_parity_latency_and_checks(first):

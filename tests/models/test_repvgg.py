@@ -32,7 +32,7 @@ PROBE = (1, 3, 64, 64)
 def test_registry_has_all_variants():
     specs = [get_model_spec(name) for name in PARAMS]
     assert {s.family for s in specs} == {"repvgg"}
-    assert {n for n, s in registry._REGISTRY.items() if s.family == "repvgg"} == set(PARAMS)
+    assert {n for n, s in registry.REGISTRY.items() if s.family == "repvgg"} == set(PARAMS)
     info = get_model_spec("repvgg_a0").info
     assert info.input_size == (3, 224, 224) and info.interpolation == "bilinear" and info.crop_pct == 0.875
 

@@ -157,7 +157,7 @@ def test_plugin_is_one_node_with_the_table_attributes():
 
 @pytest.mark.slow
 def test_lsnet_t_standard_matches_pytorch(lsnet_t_deploy):
-    from deployconv.ops.registry import translation_table
+    from deployconv.ops.lowering_table import translation_table
 
     proto = export(lsnet_t_deploy, (torch.randn(EXPORT_BATCH, 3, 224, 224),),
                    translation_table({"ska": "standard"}, 19), 19)

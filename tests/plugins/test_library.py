@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from deployconv.cli.plugins import plugins_app
+from deployconv.core.env import Gpu, GpuProbe
 from deployconv.core.errors import BadInputError, MissingEnvironmentError
 from deployconv.plugins import library
 from deployconv.plugins.library import (
@@ -25,7 +26,6 @@ from deployconv.plugins.library import (
     locate,
     parse_archs_option,
     parse_build_txt,
-    parse_compute_capabilities,
     parse_cuobjdump_listing,
     plugin_library,
     resolve_build_archs,
@@ -137,11 +137,6 @@ def test_gpu_fit_follows_cuda_compatibility_rules(sass, ptx, cc, expected):
     assert gpu_fit(sass, ptx, cc) == expected
 
 
-def test_compute_capabilities_from_nvidia_smi():
-    assert parse_compute_capabilities("8.7\n9.0\n") == ["8.7", "9.0"]
-    assert parse_compute_capabilities("Field \"compute_cap\" is not a valid field to query.\n") == []
-
-
 def test_archs_option():
     assert parse_archs_option("87,90") == (87, 90)
     assert parse_archs_option("sm_90; 87 ,87") == (87, 90)
@@ -233,10 +228,10 @@ def test_a_plugin_library_is_described(plugin_like_so, monkeypatch):
 def test_a_library_this_gpu_cannot_run_is_refused(plugin_like_so, monkeypatch):
     """The decision wiring: archs as cuobjdump would list them, compute capability as nvidia-smi would say."""
     monkeypatch.setattr(library, "_read_archs", lambda p: (("87",), (), "cuobjdump"))
-    monkeypatch.setattr(library, "_gpu_compute_capability", lambda: "9.0")
+    monkeypatch.setattr(library, "probe_gpus", lambda: GpuProbe((Gpu("H100", "580.1", 90),), "nvidia-smi"))
     with pytest.raises(BadInputError, match=r"(?s)no code for this GPU \(compute capability 9.0\).*--archs 90"):
         plugin_library(plugin_like_so)
-    monkeypatch.setattr(library, "_gpu_compute_capability", lambda: "8.7")
+    monkeypatch.setattr(library, "probe_gpus", lambda: GpuProbe((Gpu("Orin", "540.4", 87),), "nvidia-smi"))
     assert plugin_library(plugin_like_so).gpu == {"compute_capability": "8.7", "runs": "sm_87 cubin"}
 
 

@@ -14,9 +14,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from deployconv.core.compat import runs_on, version_in_range
+from deployconv.core.env import jetpack_for, jetpack_matches, parse_nvidia_smi, parse_tegra_release
 from deployconv.core.errors import EXIT_CHECK_FAILED, EXIT_MISSING_ENV
 from deployconv.core.target import get_target
 from deployconv.pipeline.bundle import make_bundle
+from deployconv.plugins.library import parse_build_txt
 from deployconv.validate.device import (
     FAIL,
     PASS,
@@ -26,14 +29,9 @@ from deployconv.validate.device import (
     Environment,
     check_bundle,
     environment_checks,
-    jetpack_for,
-    parse_build_info,
-    parse_compute_caps,
-    parse_tegra_release,
     probe_environment,
-    runs_on,
-    version_in_range,
 )
+from deployconv.validate.device_checks import _check_platform
 from tests.export.test_bundle import _app, exported, source_snapshot
 from tests.test_torch_free import BLOCKER, REPO, run_blocked
 
@@ -90,12 +88,12 @@ def by_name(checks):
 # --- decisions from probed facts ---------------------------------------------------------------------------------
 
 def test_parsers_and_version_ranges():
-    assert parse_compute_caps("8.7\n9.0\n\n") == (87, 90) and parse_compute_caps("") == ()
+    assert [g.compute_capability for g in parse_nvidia_smi("8.7\n9.0\n\n")] == [87, 90] and parse_nvidia_smi("") == ()
     text = "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, DATE: Wed Jan  8"
     assert parse_tegra_release(text) == (36, 4, 3) and parse_tegra_release("garbage") is None
     assert [jetpack_for(v) for v in ((35, 4, 1), (36, 4, 0), (36, 4, 3), (36, 4, 4), (36, 9, 0))] == \
         ["5.1.2", "6.1", "6.2", "6.2.1", None]
-    assert parse_build_info("cuda_archs=87;90\nplugins=libdeployconv_plugins.so\n")["cuda_archs"] == "87;90"
+    assert parse_build_txt("cuda_archs=87;90\nplugins=libdeployconv_plugins.so\n")["cuda_archs"] == "87;90"
     assert version_in_range("10.3.0.30", "10.3", None) and not version_in_range("10.1.0", "10.3", None)
     assert version_in_range("8.5.2.2", "8.5", "8.5") and not version_in_range("8.6.1", "8.5", "8.5")
     assert version_in_range("10.13", "10.13", None) and not version_in_range("10.2", "10.13", None)
@@ -147,8 +145,6 @@ def test_platform_check_reports_the_device_against_the_support_matrix(target, en
 
 
 def test_platform_check_says_dla_is_absent_where_the_table_says_so():
-    from deployconv.validate.device import _check_platform
-
     orin_jp72 = replace(ORIN, l4t=(36, 4, 0), tensorrt="10.16.0")  # JetPack 6.1 device with 10.16: wrong TRT
     assert _check_platform(get_target("jetson-orin-dla-fp16"), orin_jp72, False).status == FAIL
     # the table's verdict for a JetPack 7.2 Orin (L4T for 7.2 is not in the L4T table: asked directly)
@@ -163,8 +159,6 @@ def test_platform_check_says_dla_is_absent_where_the_table_says_so():
 
 
 def test_jetpack_lists_accept_open_ended_entries():
-    from deployconv.validate.device import jetpack_matches
-
     assert jetpack_matches("7.2.2", ("7.2.2+",)) and jetpack_matches("7.3", ("7.2.2+",))
     assert not jetpack_matches("7.2.1", ("7.2.2+",)) and not jetpack_matches("6.2", ("7.2.2+",))
     assert jetpack_matches("6.2.1", ("6.1", "6.2")) and not jetpack_matches("6.0", ("6.1", "6.2"))
@@ -301,3 +295,29 @@ def test_check_and_validate_run_with_torch_blocked(bundles, tmp_path):
     proc = run_blocked(env, "-m", "deployconv", "validate", str(bundles["ort"]), "--torch-free", "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["parity"]["passed"]
+
+
+def test_an_arch_specific_plugin_build_fails_on_a_later_gpu():
+    """The drift the old copy had: it read sm_90a as sm_90 (and compute_90a PTX as JIT-able forward), so an
+    sm_90a-only library passed on a B200 (10.0). CUDA runs arch-specific code on exactly 9.0."""
+    t = get_target("trt-fp16")
+    hopper_only = replace(ORIN, compute_caps=(100,), plugin_archs=("90a",), plugin_ptx=("90a",))
+    assert by_name(environment_checks(t, WITH_PLUGINS, hopper_only, False))["plugins"].status == FAIL
+    on_h100 = replace(hopper_only, compute_caps=(90,))
+    assert by_name(environment_checks(t, WITH_PLUGINS, on_h100, False))["plugins"].status == PASS
+
+
+def test_the_probe_keeps_arch_suffixes(monkeypatch, tmp_path):
+    """Probe to decision: cuobjdump's sm_90a reaches the check as "90a" (the old probe cut it to 90, so the
+    check then passed an sm_90a-only library on sm_100)."""
+    from deployconv.plugins.library import PluginLibrary
+    from deployconv.validate import device_probe
+
+    lib = PluginLibrary(path=str(tmp_path / "libdeployconv_plugins.so"), found_via="argument", sha256="0" * 64,
+                        size_bytes=1, entry_points=("getCreators",), sass_archs=("90a",), ptx_archs=("90a",),
+                        archs_note="test")
+    monkeypatch.setattr(device_probe, "plugin_library", lambda path, check_gpu: lib)
+    path, sass, ptx, _ = device_probe._probe_plugins(tmp_path)
+    assert (sass, ptx) == (("90a",), ("90a",))
+    env = replace(ORIN, compute_caps=(100,), plugin_library=path, plugin_archs=sass, plugin_ptx=ptx)
+    assert by_name(environment_checks(get_target("trt-fp16"), WITH_PLUGINS, env, False))["plugins"].status == FAIL

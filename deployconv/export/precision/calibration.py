@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from deployconv.core.errors import BadInputError
+from deployconv.validate.images import IMAGE_SUFFIXES, preprocess
 
 DEFAULT_SAMPLES = 64
 SYNTHETIC_WARNING = ("int8 calibrated on SYNTHETIC data (seeded N(0,1) in the normalised input space): the "
@@ -83,8 +84,6 @@ def synthetic_calibration(input_size: tuple[int, ...], samples: int = DEFAULT_SA
 
 
 def _image_files(directory: Path) -> list[Path]:
-    from deployconv.validate.images import IMAGE_SUFFIXES
-
     if not directory.exists():
         raise BadInputError(f"calibration folder not found: {directory}", fix="pass an existing folder to --calib")
     if not directory.is_dir():
@@ -107,8 +106,6 @@ def _image_files(directory: Path) -> list[Path]:
 def calibration_from_images(directory: Path | str, info: Preprocessing, samples: int = DEFAULT_SAMPLES,
                             seed: int = 0) -> CalibrationData:
     """Up to `samples` decodable images of `directory` (recursive), preprocessed like the model's input."""
-    from deployconv.validate.images import preprocess
-
     if samples < 1:
         raise BadInputError(f"--calib-samples must be >= 1, got {samples}")
     directory = Path(directory)

@@ -46,6 +46,7 @@ from deployconv.export.precision.int8_graph import (
     restore_float_inputs,
     weight_input,
 )
+from deployconv.runtime.ort import ort_session
 from deployconv.validate.metrics import compare
 from deployconv.validate.parity import budget_failures
 
@@ -90,14 +91,9 @@ class SensitivityReport:
 
 def ort_runner(threads: int | None = None, batch: int = 8) -> Runner:
     """Run a graph on ONNX Runtime CPU, `batch` samples at a time; fp64 outputs (first output)."""
-    import onnxruntime as ort
 
     def run(proto: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads or 0
-        so.inter_op_num_threads = 1
-        so.log_severity_level = 3
-        sess = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        sess = ort_session(proto.SerializeToString(), threads=threads)
         name = sess.get_inputs()[0].name
         outs = [sess.run(None, {name: x[i:i + batch]})[0] for i in range(0, len(x), batch)]
         return np.concatenate(outs).astype(np.float64)

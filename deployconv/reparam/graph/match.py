@@ -12,8 +12,6 @@ after a biased op, a BatchNorm without running statistics) becomes a near miss w
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
 import torch.fx
@@ -23,79 +21,21 @@ from torch.fx import Node
 
 from deployconv.layers.modules import ChannelAffine
 from deployconv.reparam.graph import forms
-from deployconv.reparam.graph.algebra import compose, merge
+from deployconv.reparam.graph.algebra import merge
+from deployconv.reparam.graph.expr import (
+    Expr,
+    Form,
+    Lazy,
+    Miss,
+    Site,
+    _affordable,
+    _branch_label,
+    _chain,
+    _resolve,
+)
 from deployconv.reparam.graph.forms import ConvForm, Refused
 
-Factory = Callable[[int], ConvForm]
-
-
-@dataclass(frozen=True)
-class Lazy:
-    """Channel-preserving ops whose channel count is not known yet (an identity, a pool, a scalar scale on
-    the source): resolved when they meet a conv or BN (the other branch, the next op)."""
-
-    steps: tuple[Factory, ...] = ()
-
-    def at(self, channels: int) -> ConvForm:
-        form = forms.identity_form(channels)
-        for step in self.steps:
-            form = compose(form, step(channels))
-        return form
-
-
-Form = ConvForm | Lazy
-
-
-@dataclass
-class Expr:
-    source: Node
-    form: Form
-    nodes: list[Node]  # replaced by the fused module, in graph order
-    fusing: int  # ops that disappear: convs, norms, pools, scales, sums
-    label: str  # pattern text, e.g. "conv3x3-bn + conv1x1-bn + bn(x)"
-    parallel: bool = False
-    consts: list[Node] = field(default_factory=list)  # constant operands (get_attr chains) of the ops
-    cost: int = 0  # multiply-adds per output pixel of the unfused ops (kernel taps), fixed part ...
-    cost_pc: int = 0  # ... and per channel, for ops whose channel count is not known yet
-
-    def total_cost(self, channels: int) -> int:
-        return self.cost + self.cost_pc * channels
-
-
-@dataclass(frozen=True)
-class Site:
-    root: Node
-    source: Node
-    form: ConvForm
-    nodes: tuple[Node, ...]
-    consts: tuple[Node, ...]
-    pattern: str  # "parallel" | "chain"
-    label: str
-    modules: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Miss:
-    node: Node
-    pattern: str
-    reason: str
-
-
-def _chain(a: Form, b: Form) -> Form:
-    if isinstance(a, Lazy) and isinstance(b, Lazy):
-        return Lazy(a.steps + b.steps)
-    if isinstance(a, Lazy):
-        return compose(a.at(b.in_channels), b)  # type: ignore[union-attr]
-    if isinstance(b, Lazy):
-        return compose(a, b.at(a.out_channels))
-    return compose(a, b)
-
-
-def _resolve(form: Form, channels: int | None) -> ConvForm | None:
-    if isinstance(form, ConvForm):
-        return form
-    return form.at(channels) if channels is not None else None
-
+__all__ = ["Expr", "Lazy", "Miss", "Site", "find_sites"]
 
 _VALUE_KEEPING = {"to", "type_as", "contiguous", "detach"}
 _SAFE_CONST_METHODS = {"view", "reshape", "unsqueeze", "squeeze", "flatten", "expand", *_VALUE_KEEPING}
@@ -388,19 +328,6 @@ class _Matcher:
             out.append(Site(n, e.source, form, tuple(e.nodes), tuple(dict.fromkeys(e.consts)),
                             "parallel" if e.parallel else "chain", e.label, mods))
         return out[::-1]
-
-
-def _affordable(e: Expr) -> bool:
-    """Fused, the expression multiplies no more kernel taps per pixel than its ops do apart."""
-    if not isinstance(e.form, ConvForm):
-        return True
-    return e.form.weight.numel() <= e.total_cost(e.form.out_channels)
-
-
-def _branch_label(e: Expr) -> str:
-    if not e.fusing:
-        return "x"
-    return e.label if e.parallel or e.label.startswith("conv") else f"{e.label}(x)"
 
 
 def find_sites(gm: torch.fx.GraphModule) -> tuple[list[Site], list[Miss]]:

@@ -1,6 +1,6 @@
-"""BuildPlan: every decision of one TensorRT build, assembled from the EngineSpec, the TensorRT version and
-the ONNX facts. Pure: the builder only carries a plan out, `trtexec_command` prints the same plan as a command
-line, and `plan.to_dict()` goes into the manifest so an engine says how it was made.
+"""BuildRecipe: every decision of one TensorRT build, assembled from the EngineSpec, the TensorRT version and
+the ONNX facts. Pure: the builder only carries a recipe out, `trtexec_command` prints the same recipe as a
+command line, and `recipe.to_dict()` goes into the manifest so an engine says how it was made.
 """
 
 from __future__ import annotations
@@ -9,10 +9,11 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from deployconv.core.compat import version_in_range
 from deployconv.core.errors import BadInputError, MissingEnvironmentError
 from deployconv.core.support_matrix import target_refusals
 from deployconv.engine.onnx_facts import OnnxFacts
-from deployconv.engine.precision import PrecisionPlan, plan_precision
+from deployconv.engine.precision import PrecisionChoice, choose_precision
 from deployconv.engine.profiles import Profile, make_profile
 from deployconv.engine.spec import DEFAULT_OPTIMIZATION_LEVEL, EngineSpec
 
@@ -51,11 +52,11 @@ class TrtVersion:
 
 
 @dataclass(frozen=True)
-class BuildPlan:
+class BuildRecipe:
     target: str
     trt_version: str
     trt_major: int
-    precision: PrecisionPlan
+    precision: PrecisionChoice
     profile: Profile
     network_flags: tuple[str, ...]  # NetworkDefinitionCreationFlag member names
     builder_flags: tuple[str, ...]  # BuilderFlag member names
@@ -102,13 +103,6 @@ def _lists(v: Any) -> Any:
     return v
 
 
-def _within(version: TrtVersion, bound: str, upper: bool) -> bool:
-    """`version` against a target's inclusive bound; "10.3" as an upper bound covers every 10.3.x."""
-    parts = [int(p) for p in bound.split(".")]
-    have = [version.major, version.minor, version.patch][:len(parts)]
-    return have <= parts if upper else have >= parts
-
-
 def check_trt_version(version: TrtVersion, spec: EngineSpec, facts: OnnxFacts | None = None) -> None:
     """MissingEnvironmentError when this TensorRT cannot build what `spec` (and the graph) asks."""
     v = (version.major, version.minor)
@@ -117,8 +111,7 @@ def check_trt_version(version: TrtVersion, spec: EngineSpec, facts: OnnxFacts | 
             f"TensorRT {version} is too old for deployconv engines (8.5 or newer; 10.1+ for plugins)",
             why="the runner needs named I/O tensors and execute_async_v3 (TensorRT 8.5+)",
             fix="upgrade TensorRT: pip install 'tensorrt>=10' on x86/SBSA; on Jetson, JetPack 6.1+ ships TensorRT 10.3")
-    if (spec.min_trt and not _within(version, spec.min_trt, upper=False)) or (
-            spec.max_trt and not _within(version, spec.max_trt, upper=True)):
+    if not version_in_range(str(version), spec.min_trt, spec.max_trt):
         wanted = f"{spec.min_trt or 'any'} .. {spec.max_trt or 'any newer'}"
         raise MissingEnvironmentError(
             f"target {spec.target!r} is for TensorRT {wanted}; this is TensorRT {version}",
@@ -153,15 +146,15 @@ def check_platform(version: TrtVersion, spec: EngineSpec) -> None:
         raise refusal.error(f"target {spec.target!r} on TensorRT {version}")
 
 
-def make_plan(spec: EngineSpec, trt_version: str | TrtVersion, facts: OnnxFacts,
-              plugin_libraries: tuple[str, ...] | list[str] = ()) -> BuildPlan:
+def make_recipe(spec: EngineSpec, trt_version: str | TrtVersion, facts: OnnxFacts,
+              plugin_libraries: tuple[str, ...] | list[str] = ()) -> BuildRecipe:
     """Every decision of the build (see the module docstring). Raises BadInputError for impossible asks,
     MissingEnvironmentError for what this TensorRT or the missing plugin library cannot do."""
     version = TrtVersion.parse(trt_version)
     check_platform(version, spec)
     check_trt_version(version, spec, facts)
     dla = spec.uses_dla
-    precision = plan_precision(spec.precision, version.major, facts, strongly_typed=spec.strongly_typed, dla=dla)
+    precision = choose_precision(spec.precision, version.major, facts, strongly_typed=spec.strongly_typed, dla=dla)
     profile = make_profile(facts, spec)
     libs = tuple(str(p) for p in plugin_libraries)
     plugin_nodes = facts.plugin_counts()
@@ -226,7 +219,7 @@ def make_plan(spec: EngineSpec, trt_version: str | TrtVersion, facts: OnnxFacts,
                          f"{spec.optimization_level} is not applied")
     notes.extend(profile.notes)
 
-    return BuildPlan(
+    return BuildRecipe(
         target=spec.target, trt_version=str(version), trt_major=version.major, precision=precision, profile=profile,
         network_flags=network_flags, builder_flags=tuple(builder_flags), optimization_level=optimization_level,
         memory_pools_mib=dict(spec.memory_pools_mib), timing_cache=spec.timing_cache,
