@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from deployconv.core.artifacts.names import MANIFEST
+
 if TYPE_CHECKING:
     from deployconv.validate.latency import BenchResult
 
@@ -135,7 +137,7 @@ def declared_shapes(artifact: Path, batch: int | None) -> dict[str, tuple[int, .
 
     from deployconv.core.io_spec import IOSpec
 
-    manifest = Path(artifact) / "manifest.json"
+    manifest = Path(artifact) / MANIFEST
     if not manifest.is_file():
         return {}
     io = json.loads(manifest.read_text()).get("io_spec")

@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
+from deployconv.core.artifacts.names import ENGINE, MANIFEST, MODEL_ONNX
+
 SourceArg = Annotated[Path, typer.Argument(help="MODEL.onnx, or a directory written by `deployconv export`/`bundle`.")]
 EngineTargetOpt = Annotated[str | None, typer.Option(
     "--target", "-t", help="Target name or .toml (default: the exported directory's target).")]
@@ -32,8 +34,8 @@ def _resolve(source: Path, target: str | None) -> tuple[Path, Any, Path | None]:
         from deployconv.trust.manifest import read_manifest
 
         manifest = read_manifest(source)
-        onnx_path = source / "model.onnx"
-        tgt = target_of_manifest(manifest, str(source / "manifest.json")) if target is None else get_target(target)
+        onnx_path = source / MODEL_ONNX
+        tgt = target_of_manifest(manifest, str(source / MANIFEST)) if target is None else get_target(target)
         return onnx_path, tgt, source
     if not source.is_file() or source.suffix != ".onnx":
         raise BadInputError(f"{source}: not an ONNX file or exported directory",
@@ -84,7 +86,7 @@ def _build(source: Path, target: str | None, plugins: list[Path] | None, out_dir
 
         version = trt_version or (tgt.tensorrt.min_version if tgt.tensorrt else "10.3")
         plan = plan_build(onnx_path, _with_profile(tgt, exported), version, libs)
-        engine = (out_dir or onnx_path.parent) / "engine.plan"
+        engine = (out_dir or onnx_path.parent) / ENGINE
         line = trtexec_command(plan, onnx_path, plan.plugin_libraries, engine)
         run_line = trtexec_run_command(plan, plan.plugin_libraries, engine)
         if json_out:
@@ -97,7 +99,7 @@ def _build(source: Path, target: str | None, plugins: list[Path] | None, out_dir
     from deployconv.engine.builder import build_engine
     from deployconv.trust.engine_record import record_engine, verify_before_build
 
-    folder = exported or (onnx_path.parent if (onnx_path.parent / "manifest.json").is_file() else None)
+    folder = exported or (onnx_path.parent if (onnx_path.parent / MANIFEST).is_file() else None)
     if folder is not None:  # never build from (or bless) files the manifest does not vouch for
         verify_before_build(folder, onnx_path)
     dest = out_dir or onnx_path.parent

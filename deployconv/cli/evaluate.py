@@ -16,6 +16,8 @@ import typer
 from rich.progress import ProgressColumn
 from rich.text import Text
 
+from deployconv.core.artifacts.names import MANIFEST, MODEL_ONNX
+
 DataOpt = Annotated[Path, typer.Option("--data", "-d", help="ImageFolder: DATA/<class>/<image>.", show_default=False)]
 LabelsOpt = Annotated[Path | None, typer.Option(
     "--labels", help="Class-index file: ImageNet's imagenet_class_index.json, a JSON {name: index} or [names], "
@@ -57,7 +59,7 @@ def _resolve_model(target: str) -> _Source:
     path = Path(target)
     if not path.is_dir():
         return _Source(target)
-    manifest_path = path / "manifest.json"
+    manifest_path = path / MANIFEST
     if not manifest_path.is_file():
         raise BadInputError(f"{path} is a directory without manifest.json",
                             fix="pass a model name / file.py:factory, or a directory written by `deployconv export`")
@@ -66,7 +68,7 @@ def _resolve_model(target: str) -> _Source:
         raise BadInputError(f"{path} was exported from an in-memory module", why="its model cannot be rebuilt",
                             fix="pass the model source (file.py:factory) and --weights instead")
     graphs: dict[str, Any] = {}
-    graph_file = path / manifest.get("ort_model", "model.onnx")
+    graph_file = path / manifest.get("ort_model", MODEL_ONNX)
     if manifest.get("precision") in ("fp16", "int8"):
         import onnx
 

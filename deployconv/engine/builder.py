@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deployconv.core.artifacts.names import ENGINE, MANIFEST, PLUGIN_LIBRARY_NAME
 from deployconv.core.errors import BadInputError, CheckFailedError, MissingEnvironmentError
 from deployconv.core.fsio import refuse_overwrite, write_atomic
 from deployconv.engine.onnx_facts import OnnxFacts, read_onnx_facts
@@ -24,11 +25,11 @@ from deployconv.engine.spec import EngineSpec, engine_spec_for
 from deployconv.engine.trtexec import trtexec_command
 from deployconv.runtime.plugin_loading import load_plugin_libraries, resolve_library_paths
 
-ENGINE_FILE = "engine.plan"
+ENGINE_FILE = ENGINE
 # The TensorRT versions the "no TensorRT here" message writes trtexec lines for (unless the target's range
 # says otherwise: see explain_versions).
 EXPLAIN_FOR = ("10.16", "11.0")
-PLUGIN_PLACEHOLDER = "/path/to/libdeployconv_plugins.so"
+PLUGIN_PLACEHOLDER = f"/path/to/{PLUGIN_LIBRARY_NAME}"
 
 
 @dataclass(frozen=True)
@@ -398,7 +399,7 @@ def _write_layer_report(trt: Any, logger: Any, serialized: Any, plan: BuildPlan,
         return {"file": None, "note": f"no engine layer report: {e}"}
     path = engine_path.parent / LAYERS_FILE
     write_atomic(path, lambda tmp: tmp.write_text(text))
-    manifest_path = onnx_path.parent / "manifest.json"
+    manifest_path = onnx_path.parent / MANIFEST
     if requested is None and manifest_path.is_file():
         requested = json.loads(manifest_path.read_text())
     return layer_report_entry(text, onnx_path, requested, plan.precision.precision)

@@ -17,6 +17,7 @@ import os
 import shlex
 from collections.abc import Sequence
 
+from deployconv.core.artifacts.names import ENGINE
 from deployconv.engine.plan import BuildPlan
 from deployconv.engine.profiles import ShapeRange
 
@@ -40,7 +41,7 @@ def _shapes(ranges: Sequence[ShapeRange], which: str) -> str:
 
 
 def trtexec_argv(plan: BuildPlan, onnx: str | os.PathLike[str], plugins: Sequence[str] | None = None,
-                 engine: str | os.PathLike[str] = "engine.plan") -> list[str]:
+                 engine: str | os.PathLike[str] = ENGINE) -> list[str]:
     """argv of the trtexec build equivalent to `plan` (build only: --skipInference). `plugins` defaults to the
     plan's plugin libraries (pass device-side paths when the command is meant for another machine)."""
     libs = list(plan.plugin_libraries if plugins is None else plugins)
@@ -94,7 +95,7 @@ def _serialized(plan: BuildPlan, libs: Sequence[str]) -> set[str]:
 
 
 def trtexec_run_argv(plan: BuildPlan, plugins: Sequence[str] | None = None,
-                     engine: str | os.PathLike[str] = "engine.plan") -> list[str]:
+                     engine: str | os.PathLike[str] = ENGINE) -> list[str]:
     """argv of the trtexec run of the plan `trtexec_argv` built (latency at the opt shapes). Libraries the plan
     carries (version compatible) are not loaded again; the others are loaded with --dynamicPlugins."""
     libs = list(plan.plugin_libraries if plugins is None else plugins)
@@ -114,12 +115,12 @@ def trtexec_run_argv(plan: BuildPlan, plugins: Sequence[str] | None = None,
 
 
 def trtexec_run_command(plan: BuildPlan, plugins: Sequence[str] | None = None,
-                        engine: str | os.PathLike[str] = "engine.plan") -> str:
+                        engine: str | os.PathLike[str] = ENGINE) -> str:
     """`trtexec_run_argv` as one shell-quoted line."""
     return shlex.join(trtexec_run_argv(plan, plugins, engine))
 
 
 def trtexec_command(plan: BuildPlan, onnx: str | os.PathLike[str], plugins: Sequence[str] | None = None,
-                    engine: str | os.PathLike[str] = "engine.plan") -> str:
+                    engine: str | os.PathLike[str] = ENGINE) -> str:
     """`trtexec_argv` as one shell-quoted line, ready to paste on the device."""
     return shlex.join(trtexec_argv(plan, onnx, plugins, engine))

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from deployconv.core.artifacts.names import MANIFEST
 from deployconv.core.fsio import safe_name, write_text_atomic
 from deployconv.matrix.spec import STEPS, JobSpec
 from deployconv.trust.closed import sha256_file
@@ -112,7 +113,7 @@ def input_hash(job: JobSpec, options: Mapping[str, Any], dep_hashes: Mapping[str
 
 def output_hash(directory: Path) -> str | None:
     """A job output's identity: its manifest.json (which hashes every file) or else its result.json."""
-    for name in ("manifest.json", "result.json"):
+    for name in (MANIFEST, "result.json"):
         p = Path(directory) / name
         if p.is_file():
             return sha256_file(p)

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from deployconv.core.artifacts.names import MANIFEST, MODEL_ONNX
 from deployconv.core.errors import EXIT_CHECK_FAILED, EXIT_MISSING_ENV, DeployconvError
 from deployconv.core.fsio import atomic_dir
 from deployconv.matrix.results import output_hash
@@ -112,7 +113,7 @@ def _build_engine(job: JobSpec, src: Path, out: Path) -> dict[str, Any]:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
         manifest = read_manifest(tmp)
         try:
-            entries = build_engine(tmp / "model.onnx", target_of_manifest(manifest, str(src / "manifest.json")),
+            entries = build_engine(tmp / MODEL_ONNX, target_of_manifest(manifest, str(src / MANIFEST)),
                                    tmp, force=True)
         except DeployconvError as e:  # name the input, not the temporary copy
             raise type(e)(e.what.replace(str(tmp), str(src)), e.why.replace(str(tmp), str(src)),

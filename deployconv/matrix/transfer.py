@@ -12,6 +12,7 @@ import io
 import tarfile
 from pathlib import Path
 
+from deployconv.core.artifacts.names import MANIFEST
 from deployconv.core.errors import CheckFailedError
 from deployconv.matrix.results import sha256_file
 
@@ -25,7 +26,7 @@ def pack(directory: Path) -> Payload:
         for path in sorted(directory.rglob("*")):
             if path.is_file():
                 tar.add(path, arcname=str(path.relative_to(directory)), recursive=False)
-    manifest = directory / "manifest.json"
+    manifest = directory / MANIFEST
     return (sha256_file(manifest) if manifest.is_file() else None), buf.getvalue()
 
 
@@ -46,7 +47,7 @@ def unpack(payload: Payload, dest: Path) -> Path:
             tar.extractall(dest)
     if expected is None:
         return dest
-    manifest = dest / "manifest.json"
+    manifest = dest / MANIFEST
     got = sha256_file(manifest) if manifest.is_file() else None
     if got != expected:
         raise CheckFailedError(f"the bundle arrived with a different manifest (sha256 {got} != {expected})",

@@ -23,16 +23,23 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deployconv.core.artifacts.names import (
+    DLA_FILE,
+    ENGINE,
+    EXPORT_REQUIRED,
+    MANIFEST,
+    MODEL_ONNX,
+    PLUGIN_LIBRARY,
+    PLUGINS_DIR,
+    PYTHON_DIR,
+)
 from deployconv.core.errors import BadInputError, DeployconvError
 from deployconv.core.fsio import atomic_dir, atomic_path, refuse_overwrite
-from deployconv.pipeline.bundle_readme import PLUGIN_LIBRARY, ReadmeFacts, render_readme
-from deployconv.trust.manifest import MANIFEST, read_manifest, sha256_file, write_manifest
+from deployconv.pipeline.bundle_readme import ReadmeFacts, render_readme
+from deployconv.trust.manifest import read_manifest, sha256_file, write_manifest
 
 BUNDLE_FORMAT = "deployconv.bundle/1"
-EXPORT_FILES = ("model.onnx", "reference.npz", "report.json")
-PLUGINS_DIR = "plugins"
-PYTHON_DIR = "deployconv_src"
-DLA_FILE = "dla.json"
+EXPORT_FILES = EXPORT_REQUIRED
 # 2000-01-01T00:00:00Z: any fixed time makes the tar reproducible; this one is not the epoch, which some tools
 # treat as "no time".
 FIXED_MTIME = 946684800
@@ -148,13 +155,13 @@ def trtexec_lines(proto: Any, target: Any) -> tuple[str | None, str | None, str]
         return None, None, f"deployconv.engine is not available here ({e})"
     try:
         spec = engine_spec_for(target)
-        facts = facts_from_model(proto, "model.onnx")
+        facts = facts_from_model(proto, MODEL_ONNX)
         libs = (PLUGIN_LIBRARY,) if facts.plugin_nodes else ()
         plan = make_plan(spec, version, facts, libs)
     except DeployconvError as e:
         return None, None, f"TensorRT {version} cannot build this target: {e.what}"
-    return (trtexec_command(plan, "model.onnx", libs, "engine.plan"),
-            trtexec_run_command(plan, libs, "engine.plan"), f"TensorRT {version}")
+    return (trtexec_command(plan, MODEL_ONNX, libs, ENGINE),
+            trtexec_run_command(plan, libs, ENGINE), f"TensorRT {version}")
 
 
 def _check_export(export_dir: Path) -> dict[str, Any]:
@@ -244,7 +251,7 @@ def make_bundle(export_dir: Path, out_dir: Path, *, force: bool = False, root: P
         notes.append(f"no deployconv sources at {root} (pyproject.toml + deployconv/): install deployconv on the "
                      "device yourself")
 
-    proto = onnx.load(str(export_dir / "model.onnx"))
+    proto = onnx.load(str(export_dir / MODEL_ONNX))
     dla = dla_capability(proto, target) if target.uses_dla else None
     trtexec, trtexec_run, trtexec_note = trtexec_lines(proto, target)
     if target.runtime == "tensorrt" and trtexec is None:
@@ -252,8 +259,8 @@ def make_bundle(export_dir: Path, out_dir: Path, *, force: bool = False, root: P
     with atomic_dir(out_dir, force) as tmp:
         for name in EXPORT_FILES:
             shutil.copyfile(export_dir / name, tmp / name)
-        twin = manifest.get("ort_model", "model.onnx")
-        if twin != "model.onnx":  # the plugin graph's ONNX Runtime twin: on-device parity without the engine
+        twin = manifest.get("ort_model", MODEL_ONNX)
+        if twin != MODEL_ONNX:  # the plugin graph's ONNX Runtime twin: on-device parity without the engine
             (tmp / twin).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(export_dir / twin, tmp / twin)
         n_plugin = copy_sources(plugin_src, tmp / PLUGINS_DIR) if has_plugin_src else 0
@@ -273,7 +280,7 @@ def make_bundle(export_dir: Path, out_dir: Path, *, force: bool = False, root: P
             plugin_archs=tuple(target.tensorrt.plugin_archs) if target.tensorrt else (),
             has_plugin_sources=bool(n_plugin), has_python_sources=bool(n_python), trtexec=trtexec,
             trtexec_note=trtexec_note, trtexec_run=trtexec_run, dla_summary=dla.summary() if dla else None,
-            device_notes=target.device.notes if target.device else (), has_ort_twin=twin != "model.onnx")))
+            device_notes=target.device.notes if target.device else (), has_ort_twin=twin != MODEL_ONNX)))
         body = {k: v for k, v in manifest.items() if k != "files"}
         body["bundle"] = {
             "format": BUNDLE_FORMAT,

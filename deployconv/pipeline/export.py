@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 import torch
 
+from deployconv.core.artifacts.names import MODEL_ONNX, ORT_DIR, ORT_MODEL, REFERENCE, REPORT
 from deployconv.core.errors import MissingEnvironmentError
 from deployconv.core.fsio import atomic_dir, refuse_overwrite, safe_name
 from deployconv.core.target import FP32_BUDGET, Target, get_target
@@ -305,11 +306,11 @@ def export(model: str | torch.nn.Module, target: str | Target, out: Path | None 
     step("write")
     engine = None
     with atomic_dir(out, force) as tmp:
-        onnx.save(artifact, tmp / "model.onnx")
+        onnx.save(artifact, tmp / MODEL_ONNX)
         if ort_graph is not artifact:
-            (tmp / "ort").mkdir()
-            onnx.save(ort_graph, tmp / "ort" / "model.onnx")
-        _save_reference(tmp / "reference.npz", point_sets, point_outputs, io)
+            (tmp / ORT_DIR).mkdir()
+            onnx.save(ort_graph, tmp / ORT_MODEL)
+        _save_reference(tmp / REFERENCE, point_sets, point_outputs, io)
         if tgt.runtime == "tensorrt":
             step("engine")
             engine = _engine_step(tmp, out, tgt, opts, io, requested={
@@ -317,7 +318,7 @@ def export(model: str | torch.nn.Module, target: str | Target, out: Path | None 
                 "dla": dla})
             report["engine"] = engine
             lap("engine")
-        (tmp / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+        (tmp / REPORT).write_text(json.dumps(report, indent=2, default=str) + "\n")
         write_manifest(tmp, {
             "format": "deployconv.export/1",
             "model": name,
@@ -338,7 +339,7 @@ def export(model: str | torch.nn.Module, target: str | Target, out: Path | None 
             "exporter_fallback_reason": exp_info.fallback_reason,
             "lowering": exp_info.lowering,
             "plugins": _plugins_used(artifact),
-            "ort_model": "ort/model.onnx" if ort_graph is not artifact else "model.onnx",
+            "ort_model": ORT_MODEL if ort_graph is not artifact else MODEL_ONNX,
             "precision_report": precision.manifest if precision is not None else None,
             "dla": dla,
             "engine": engine,
@@ -391,7 +392,7 @@ def _engine_step(tmp: Path, out: Path, tgt: Target, opts: ExportOptions, io: Any
 
         spec = engine_spec_for(tgt, shapes=io.spec.profile_shapes())
     try:
-        entries = build_engine(tmp / "model.onnx", spec, tmp, plugins=opts.plugins, requested=requested)
+        entries = build_engine(tmp / MODEL_ONNX, spec, tmp, plugins=opts.plugins, requested=requested)
     except MissingEnvironmentError as e:
         def here(text: str) -> str:
             return text.replace(str(tmp), str(out))
@@ -399,7 +400,7 @@ def _engine_step(tmp: Path, out: Path, tgt: Target, opts: ExportOptions, io: Any
         status = "skipped: TensorRT not installed" if "not installed" in e.what else f"skipped: {here(e.what)}"
         return {"status": status, "what": here(e.what), "why": here(e.why), "how": here(e.fix),
                 "trtexec": [here(d) for d in e.details],
-                "build_later": f"deployconv build-engine {out / 'model.onnx'} --target {tgt.name}"}
+                "build_later": f"deployconv build-engine {out / MODEL_ONNX} --target {tgt.name}"}
     return {"status": "built", **{k: (here_str(v, tmp, out)) for k, v in entries.items()}}
 
 

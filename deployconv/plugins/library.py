@@ -25,9 +25,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from deployconv.core.artifacts.names import PLUGIN_LIBRARY_NAME
 from deployconv.core.errors import BadInputError, MissingEnvironmentError
 
-LIBRARY_NAME = "libdeployconv_plugins.so"
+LIBRARY_NAME = PLUGIN_LIBRARY_NAME
 KERNELS_NAME = "libdeployconv_kernels.a"
 BUILD_INFO_NAME = "build_info.json"
 BUILD_TXT_NAME = "deployconv_build.txt"  # CMakeLists.txt writes it next to what it built

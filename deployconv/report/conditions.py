@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from deployconv.core.artifacts.names import MODEL_ONNX
+
 PRECISION_TOKENS = ("fp64", "fp32", "fp16", "bf16", "int8")
 
 
@@ -138,7 +140,7 @@ def run_precision(run: dict[str, Any], manifest: dict[str, Any], target: dict[st
     c, fp = run.get("conditions") or {}, run.get("fingerprint") or {}
     text = f"inputs {c.get('dtype') or 'not recorded'}"
     graph = c.get("graph_sha256") or fp.get("graph_sha256")
-    if graph and graph == (manifest.get("files") or {}).get("model.onnx"):
+    if graph and graph == (manifest.get("files") or {}).get(MODEL_ONNX):
         text += f"; graph: this export's model.onnx, target {target.get('name')} ({target.get('precision')})"
     elif graph:
         text += "; graph: not this export's model.onnx (sha256 differs)"

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from deployconv.core.artifacts.names import REPORT
 from deployconv.core.version import __version__
 from deployconv.report import conditions, plots
 from deployconv.report.accuracy_section import accuracy_section
@@ -53,7 +54,7 @@ class Page:
 
 def _host(runs: list[Run]) -> str:
     """The export host as its latency fingerprint describes it (parity ran on the same machine)."""
-    fp = next((r.data.get("fingerprint") for r in runs if r.file == "report.json" and r.data.get("fingerprint")),
+    fp = next((r.data.get("fingerprint") for r in runs if r.file == REPORT and r.data.get("fingerprint")),
               None)
     return conditions.host(fp) + (" (from the latency fingerprint)" if fp else "")
 

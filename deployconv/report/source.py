@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deployconv.core.artifacts.names import MANIFEST, REPORT
 from deployconv.core.errors import BadInputError
 
-REPORT = "report.json"
-MANIFEST = "manifest.json"
 GATE = "gate.json"
 BENCH_GLOB = "bench*.json"
 EXPORT_FORMAT = "deployconv.export/"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deployconv.core.artifacts.names import ENGINE, MANIFEST
 from deployconv.core.errors import BadInputError
 
 
@@ -42,7 +43,7 @@ class PlanFacts:
 def plan_facts_near(engine_path: str | Path) -> PlanFacts:
     """PlanFacts from the manifest.json beside `engine_path` when it describes that engine, else unknown."""
     path = Path(engine_path)
-    manifest = path.parent / "manifest.json"
+    manifest = path.parent / MANIFEST
     if not manifest.is_file():
         return PlanFacts()
     try:
@@ -77,7 +78,7 @@ class RuntimeSettings:
 
 
 def runtime_settings(facts: PlanFacts, *, allow_host_code: bool, dla_core: int | None = None,
-                     engine: str = "engine.plan") -> RuntimeSettings:
+                     engine: str = ENGINE) -> RuntimeSettings:
     """The IRuntime settings for a plan. `dla_core` (the user's) wins over the recorded one. A plan recorded as
     needing host code without `allow_host_code` is a BadInputError (exit 2) that says how to allow it."""
     if facts.needs_host_code and not allow_host_code:

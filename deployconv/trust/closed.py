@@ -16,22 +16,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deployconv.core.artifacts.names import (
+    DLA_FILE,
+    ENGINE,
+    ENGINE_LAYERS,
+    EXPORT_REQUIRED,
+    MANIFEST,
+    ORT_MODEL,
+    PLUGIN_BUILD_DIR,
+    PLUGINS_DIR,
+    PYTHON_DIR,
+    SIGNATURE,
+)
 from deployconv.trust.paths import path_problem
 
-MANIFEST = "manifest.json"
-SIGNATURE = "manifest.json.sig"
 UNLISTED_OK = frozenset({MANIFEST, SIGNATURE})
-EXPORT_REQUIRED = ("model.onnx", "reference.npz", "report.json")
 # Built on the device, never shipped: the plugin library's CMake tree, the engine, `pip install ./deployconv_src`.
-DEVICE_OUTPUT_DIRS = ("plugins/build/", "deployconv_src/build/")
-DEVICE_OUTPUT_FILES = ("engine.plan", "engine.layers.json")  # the engine and its inspector report
+DEVICE_OUTPUT_DIRS = (f"{PLUGIN_BUILD_DIR}/", f"{PYTHON_DIR}/build/")
+DEVICE_OUTPUT_FILES = (ENGINE, ENGINE_LAYERS)  # the engine and its inspector report
 
 
 def is_device_output(rel: str) -> bool:
     if rel in DEVICE_OUTPUT_FILES or rel.startswith(DEVICE_OUTPUT_DIRS):
         return True
     head, _, rest = rel.partition("/")
-    return head == "deployconv_src" and rest.split("/")[0].endswith(".egg-info")
+    return head == PYTHON_DIR and rest.split("/")[0].endswith(".egg-info")
 
 
 @dataclass
@@ -52,15 +61,15 @@ def required_files(manifest: dict[str, Any]) -> list[str]:
     """The files this manifest's kind and target cannot do without."""
     need = list(EXPORT_REQUIRED)
     if manifest.get("plugins"):
-        need.append(manifest.get("ort_model") or "ort/model.onnx")  # the twin ONNX Runtime runs parity on
+        need.append(manifest.get("ort_model") or ORT_MODEL)  # the twin ONNX Runtime runs parity on
     bundle = manifest.get("bundle")
     if isinstance(bundle, dict):
         if manifest.get("plugins") or bundle.get("plugin_sources"):
-            need.append("plugins/CMakeLists.txt")
+            need.append(f"{PLUGINS_DIR}/CMakeLists.txt")
         if bundle.get("python_sources"):
-            need += ["deployconv_src/pyproject.toml", "deployconv_src/deployconv/__init__.py"]
+            need += [f"{PYTHON_DIR}/pyproject.toml", f"{PYTHON_DIR}/deployconv/__init__.py"]
         if bundle.get("dla"):
-            need.append("dla.json")
+            need.append(DLA_FILE)
     return list(dict.fromkeys(need))
 
 
@@ -138,7 +147,7 @@ def verify_closed(directory: Path, manifest: dict[str, Any], *, fresh: bool = Fa
             result.problems.append(f"{rel}: required for this {'bundle' if 'bundle' in manifest else 'export'} "
                                    "but not listed in manifest.json")
     if "bundle" not in manifest:  # an export holds no sources; a bundle manifest stripped of its entry is not one
-        for rel in sorted(r for r in safe if r.startswith(("plugins/", "deployconv_src/"))):
+        for rel in sorted(r for r in safe if r.startswith((f"{PLUGINS_DIR}/", f"{PYTHON_DIR}/"))):
             result.problems.append(f"{rel}: bundle content, but the manifest has no bundle entry")
     engine = manifest.get("engine")
     named = {"ort_model": manifest.get("ort_model")}

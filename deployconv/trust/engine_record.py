@@ -10,9 +10,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from deployconv.core.artifacts.names import ENGINE, ENGINE_LAYERS, MANIFEST
 from deployconv.core.errors import BadInputError
 from deployconv.core.fsio import write_text_atomic
-from deployconv.trust.closed import MANIFEST, require_closed
+from deployconv.trust.closed import require_closed
 
 
 def verify_before_build(folder: Path, onnx_path: Path) -> dict[str, Any]:
@@ -46,10 +47,10 @@ def record_engine(folder: Path, dest: Path, entries: dict[str, Any]) -> str:
                 "`deployconv check` names it as built here")
     data = dict(manifest)
     files = dict(data["files"])
-    files["engine.plan"] = sha256_file(Path(folder) / "engine.plan")  # written by this build, nothing else
-    layers = Path(folder) / "engine.layers.json"  # the inspector's report, written by the same build
+    files[ENGINE] = sha256_file(Path(folder) / ENGINE)  # written by this build, nothing else
+    layers = Path(folder) / ENGINE_LAYERS  # the inspector's report, written by the same build
     if (entries.get("engine", {}).get("layers") or {}).get("file") and layers.is_file():
-        files["engine.layers.json"] = sha256_file(layers)
+        files[ENGINE_LAYERS] = sha256_file(layers)
     data.update(entries)
     data["files"] = files
     write_text_atomic(Path(folder) / MANIFEST, json.dumps(data, indent=2) + "\n")

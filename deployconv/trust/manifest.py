@@ -8,12 +8,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from deployconv.core.artifacts.names import MANIFEST, SIGNATURE
 from deployconv.core.errors import BadInputError
 from deployconv.core.fsio import write_text_atomic
 from deployconv.core.version import __version__
-from deployconv.trust.closed import SIGNATURE, sha256_file  # sha256_file: re-exported, the one file hash
+from deployconv.trust.closed import sha256_file  # sha256_file: re-exported, the one file hash
 
-MANIFEST = "manifest.json"  # = deployconv.trust.closed.MANIFEST
 _TOOLS = ("torch", "onnx", "onnxruntime", "onnxscript", "onnxsim", "onnxslim", "numpy", "tensorrt")
 
 

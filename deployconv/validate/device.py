@@ -23,11 +23,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from deployconv.core.artifacts.names import DLA_FILE, MODEL_ONNX, PLUGIN_LIBRARY
 from deployconv.core.errors import EXIT_CHECK_FAILED, EXIT_MISSING_ENV, BadInputError, DeployconvError
 from deployconv.trust.manifest import read_manifest
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
-PLUGIN_LIBRARY = "plugins/build/libdeployconv_plugins.so"
 BUILD_INFO = "deployconv_build.txt"  # written by plugins_cpp/CMakeLists.txt next to the library
 DLA_NODES = ("/dev/nvhost-nvdla*", "/dev/nvhost-ctrl-nvdla*")
 DEVICE_TREE_MODEL = "/proc/device-tree/model"
@@ -528,7 +528,7 @@ def _parity_check(directory: Path, manifest: dict[str, Any], target: Any, env: E
     expected = f"ONNX Runtime vs reference.npz: max abs/scale <= {budget.max_abs_rel_scale:g}, cosine >= " \
                f"{budget.min_cosine}"
     plugins = [p["name"] for p in manifest.get("plugins", [])]
-    if plugins and manifest.get("ort_model", "model.onnx") == "model.onnx":
+    if plugins and manifest.get("ort_model", MODEL_ONNX) == MODEL_ONNX:
         return Check("parity", SKIP, f"the ONNX has plugin nodes ({', '.join(plugins)}) ONNX Runtime cannot run",
                      expected, "check parity with TensorRT: `deployconv validate .` after build-engine")
     if env.onnxruntime is None:
@@ -553,7 +553,7 @@ def _parity_check(directory: Path, manifest: dict[str, Any], target: Any, env: E
 
 
 def _dla_placement(directory: Path) -> Check | None:
-    path = directory / "dla.json"
+    path = directory / DLA_FILE
     if not path.is_file():
         return None
     try:

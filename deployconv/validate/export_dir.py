@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from deployconv.core.artifacts.names import ENGINE, MANIFEST, MODEL_ONNX, PLUGIN_LIBRARY, REFERENCE
 from deployconv.core.errors import BadInputError, CheckFailedError, MissingEnvironmentError
 from deployconv.core.target import FP32_BUDGET, target_of_manifest
 from deployconv.trust.manifest import read_manifest
@@ -150,7 +151,6 @@ def _chunked(runner: Any, max_batch: int | None) -> Callable[[np.ndarray], np.nd
 def _plugin_libraries(directory: Path, manifest: dict[str, Any], plugins: list[str] | None) -> list[str]:
     if plugins or not manifest.get("plugins"):
         return list(plugins or ())
-    from deployconv.pipeline.bundle_readme import PLUGIN_LIBRARY
     from deployconv.plugins.library import plugin_library
 
     local = directory / PLUGIN_LIBRARY  # a device bundle builds its own
@@ -168,7 +168,7 @@ def reference_parity(directory: Path, manifest: dict[str, Any], target: Any, *, 
     from deployconv.validate.parity import run_chain
     from deployconv.validate.reference import load_reference
 
-    ref_path = directory / "reference.npz"
+    ref_path = directory / REFERENCE
     if not ref_path.is_file():
         raise BadInputError(f"{directory} has no reference.npz", fix="re-export with this deployconv version")
     io_spec = manifest.get("io_spec")
@@ -176,7 +176,7 @@ def reference_parity(directory: Path, manifest: dict[str, Any], target: Any, *, 
         return _named_reference_parity(directory, manifest, target, io_spec, runtime=runtime, plugins=plugins,
                                        torch_chain=torch_chain, allow_host_code=allow_host_code)
     ref = load_reference(ref_path, manifest.get("io"))
-    plan = plan_validation(runtime, target.runtime, (directory / "engine.plan").is_file(),
+    plan = plan_validation(runtime, target.runtime, (directory / ENGINE).is_file(),
                            importlib.util.find_spec("onnxruntime") is not None,
                            importlib.util.find_spec("tensorrt") is not None)
     max_batch = None if not target.dynamic_batch else target.max_batch
@@ -186,12 +186,12 @@ def reference_parity(directory: Path, manifest: dict[str, Any], target: Any, *, 
         if plan.ort:
             from deployconv.runtime.ort import OrtRunner
 
-            runners.append(OrtRunner(directory / manifest.get("ort_model", "model.onnx")))
+            runners.append(OrtRunner(directory / manifest.get("ort_model", MODEL_ONNX)))
             model_stages.append(("onnx (ort-cpu)", _chunked(runners[-1], max_batch)))
         if plan.trt:
             from deployconv.runtime.trt import TrtRunner
 
-            runners.append(TrtRunner(directory / "engine.plan", plugins=_plugin_libraries(directory, manifest, plugins),
+            runners.append(TrtRunner(directory / ENGINE, plugins=_plugin_libraries(directory, manifest, plugins),
                                      allow_host_code=allow_host_code))
             model_stages.append(("engine (tensorrt)", _chunked(runners[-1], max_batch)))
         expected = ref.expected.astype(np.float64)
@@ -203,7 +203,7 @@ def reference_parity(directory: Path, manifest: dict[str, Any], target: Any, *, 
         else:
             stages = [recorded, *model_stages]
         budget = FP32_BUDGET if target.precision != "fp32" else target.budget
-        parity, _ = run_chain(stages, [inputs], budget, {"reference.npz": {"samples": int(inputs.shape[0])}},
+        parity, _ = run_chain(stages, [inputs], budget, {REFERENCE: {"samples": int(inputs.shape[0])}},
                               stage_budgets={name: target.budget for name, _ in model_stages})
     finally:
         for r in runners:
@@ -223,8 +223,8 @@ def _named_reference_parity(directory: Path, manifest: dict[str, Any], target: A
 
     in_names = [i["name"] for i in io_spec["inputs"]]
     out_names = list(io_spec["outputs"])
-    points = load_reference(directory / "reference.npz", in_names, out_names)
-    plan = plan_validation(runtime, target.runtime, (directory / "engine.plan").is_file(),
+    points = load_reference(directory / REFERENCE, in_names, out_names)
+    plan = plan_validation(runtime, target.runtime, (directory / ENGINE).is_file(),
                            importlib.util.find_spec("onnxruntime") is not None,
                            importlib.util.find_spec("tensorrt") is not None)
     max_batch = None if not target.dynamic_batch else target.max_batch
@@ -234,12 +234,12 @@ def _named_reference_parity(directory: Path, manifest: dict[str, Any], target: A
         if plan.ort:
             from deployconv.runtime.ort import OrtRunner
 
-            runners.append(OrtRunner(directory / manifest.get("ort_model", "model.onnx")).activate())
+            runners.append(OrtRunner(directory / manifest.get("ort_model", MODEL_ONNX)).activate())
             model_stages.append(("onnx (ort-cpu)", runner_stage(runners[-1], out_names, max_batch)))
         if plan.trt:
             from deployconv.runtime.trt import TrtRunner
 
-            runners.append(TrtRunner(directory / "engine.plan", plugins=_plugin_libraries(directory, manifest, plugins),
+            runners.append(TrtRunner(directory / ENGINE, plugins=_plugin_libraries(directory, manifest, plugins),
                                      allow_host_code=allow_host_code).activate())
             model_stages.append(("engine (tensorrt)", runner_stage(runners[-1], out_names, max_batch)))
         budget = FP32_BUDGET if target.precision != "fp32" else target.budget
@@ -254,7 +254,7 @@ def _named_reference_parity(directory: Path, manifest: dict[str, Any], target: A
                 stages = [recorded, *model_stages]
             shapes = {k: list(v.shape) for k, v in p.inputs.items()}
             reports[p.point], _ = run_chain(stages, [p.batch()], budget,
-                                            {"reference.npz": {"point": p.point, "shapes": shapes}},
+                                            {REFERENCE: {"point": p.point, "shapes": shapes}},
                                             stage_budgets={name: target.budget for name, _ in model_stages})
         by_point = {p.point: {k: tuple(v.shape) for k, v in p.inputs.items()} for p in points}
         parity = reports[points[0].point] if len(points) == 1 else merge_points(reports, by_point.__getitem__)
@@ -278,7 +278,7 @@ def recheck_dir(directory: Path, *, torch_free: bool = False, runtime: str = "au
     bound = bind_manifest(directory, expect, trust)
     manifest = read_manifest(directory)
     integrity = require_closed(directory, manifest)
-    target = target_of_manifest(manifest, str(directory / "manifest.json"))
+    target = target_of_manifest(manifest, str(directory / MANIFEST))
     if torch_free:
         chain, mode = None, "--torch-free: checked ONNX against the recorded reference only"
     else:
