@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from deployconv.core.artifacts.names import MANIFEST
+from deployconv.trust.manifest import read_manifest
 
 if TYPE_CHECKING:
     from deployconv.validate.latency import BenchResult
@@ -133,14 +134,12 @@ def _bench(artifact: Path, *, runtime: str, batch: int | None, threads: int | No
 
 def declared_shapes(artifact: Path, batch: int | None) -> dict[str, tuple[int, ...]]:
     """An export with declared sizes (manifest io_spec) is timed at its opt shapes unless --shape says otherwise."""
-    import json
 
     from deployconv.core.io_spec import IOSpec
 
-    manifest = Path(artifact) / MANIFEST
-    if not manifest.is_file():
+    if not (Path(artifact) / MANIFEST).is_file():
         return {}
-    io = json.loads(manifest.read_text()).get("io_spec")
+    io = read_manifest(Path(artifact)).io_spec
     if not io:
         return {}
     spec = IOSpec.from_dict(io)

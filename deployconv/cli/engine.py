@@ -65,7 +65,7 @@ def _with_profile(tgt: Any, exported: Path | None) -> Any:
         return tgt
     from deployconv.trust.manifest import read_manifest
 
-    io = read_manifest(exported).get("io_spec")
+    io = read_manifest(exported).io_spec
     if not io:
         return tgt
     from deployconv.core.io_spec import IOSpec

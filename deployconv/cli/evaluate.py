@@ -16,7 +16,8 @@ import typer
 from rich.progress import ProgressColumn
 from rich.text import Text
 
-from deployconv.core.artifacts.names import MANIFEST, MODEL_ONNX
+from deployconv.core.artifacts.names import MANIFEST
+from deployconv.trust.manifest import read_manifest
 
 DataOpt = Annotated[Path, typer.Option("--data", "-d", help="ImageFolder: DATA/<class>/<image>.", show_default=False)]
 LabelsOpt = Annotated[Path | None, typer.Option(
@@ -59,22 +60,21 @@ def _resolve_model(target: str) -> _Source:
     path = Path(target)
     if not path.is_dir():
         return _Source(target)
-    manifest_path = path / MANIFEST
-    if not manifest_path.is_file():
+    if not (path / MANIFEST).is_file():
         raise BadInputError(f"{path} is a directory without manifest.json",
                             fix="pass a model name / file.py:factory, or a directory written by `deployconv export`")
-    manifest = json.loads(manifest_path.read_text())
-    if not manifest.get("reproducible"):
+    manifest = read_manifest(path)
+    if not manifest.reproducible:
         raise BadInputError(f"{path} was exported from an in-memory module", why="its model cannot be rebuilt",
                             fix="pass the model source (file.py:factory) and --weights instead")
     graphs: dict[str, Any] = {}
-    graph_file = path / manifest.get("ort_model", MODEL_ONNX)
-    if manifest.get("precision") in ("fp16", "int8"):
+    graph_file = path / manifest.ort_model
+    if manifest.precision in ("fp16", "int8"):
         import onnx
 
-        graphs[manifest["precision"]] = onnx.load(str(graph_file))
-    weights = manifest.get("weights")
-    return _Source(manifest["model"], Path(weights) if weights else None, tuple(manifest.get("allow_missing", ())),
+        graphs[manifest.precision] = onnx.load(str(graph_file))
+    weights = manifest.weights
+    return _Source(manifest.model, Path(weights) if weights else None, manifest.allow_missing,
                    graphs, str(graph_file))
 
 

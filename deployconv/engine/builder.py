@@ -8,7 +8,6 @@ error says how to build on the device, with the trtexec line for the same plan.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from deployconv.engine.plan import MEMORY_POOL_TYPES, BuildPlan, make_plan
 from deployconv.engine.spec import EngineSpec, engine_spec_for
 from deployconv.engine.trtexec import trtexec_command
 from deployconv.runtime.plugin_loading import load_plugin_libraries, resolve_library_paths
+from deployconv.trust.manifest import read_manifest
 
 ENGINE_FILE = ENGINE
 # The TensorRT versions the "no TensorRT here" message writes trtexec lines for (unless the target's range
@@ -399,7 +399,7 @@ def _write_layer_report(trt: Any, logger: Any, serialized: Any, plan: BuildPlan,
         return {"file": None, "note": f"no engine layer report: {e}"}
     path = engine_path.parent / LAYERS_FILE
     write_atomic(path, lambda tmp: tmp.write_text(text))
-    manifest_path = onnx_path.parent / MANIFEST
-    if requested is None and manifest_path.is_file():
-        requested = json.loads(manifest_path.read_text())
+    if requested is None and (onnx_path.parent / MANIFEST).is_file():
+        asked = read_manifest(onnx_path.parent)
+        requested = {"precision": asked.precision, "precision_report": asked.precision_report, "dla": asked.dla}
     return layer_report_entry(text, onnx_path, requested, plan.precision.precision)

@@ -15,11 +15,12 @@ import shutil
 import socket
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from deployconv.core.artifacts.engine import EngineEntry
 from deployconv.core.artifacts.names import MANIFEST, MODEL_ONNX
 from deployconv.core.errors import EXIT_CHECK_FAILED, EXIT_MISSING_ENV, DeployconvError
 from deployconv.core.fsio import atomic_dir
@@ -118,7 +119,7 @@ def _build_engine(job: JobSpec, src: Path, out: Path) -> dict[str, Any]:
         except DeployconvError as e:  # name the input, not the temporary copy
             raise type(e)(e.what.replace(str(tmp), str(src)), e.why.replace(str(tmp), str(src)),
                           e.fix.replace(str(tmp), str(src)), [d.replace(str(tmp), str(src)) for d in e.details]) from None
-        write_manifest(tmp, {**manifest, **entries})  # re-hashes with engine.plan
+        write_manifest(tmp, replace(manifest, engine=EngineEntry.from_build(entries)))  # re-hashes with engine.plan
     return {"engine": "built", **{k: v for k, v in entries.get("engine", {}).items() if k in ("tensorrt", "sha256")}}
 
 
@@ -143,7 +144,7 @@ def _bench(job: JobSpec, src: Path, out: Path, opts: StepOptions) -> dict[str, A
     from deployconv.trust.manifest import read_manifest
     from deployconv.validate.latency import benchmark
 
-    runtime = "trt" if read_manifest(src).get("runtime") == "tensorrt" else "ort-cpu"
+    runtime = "trt" if read_manifest(src).runtime == "tensorrt" else "ort-cpu"
     runner = load_runner(src, runtime=runtime, threads=opts.threads)
     with runner:
         feed = random_feed(runner.input_metadata(), batch=opts.batch, shapes={}, seed=opts.seed)

@@ -19,10 +19,12 @@ import gzip
 import json
 import shutil
 import tarfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from deployconv.core.artifacts import version
+from deployconv.core.artifacts.manifest import BundleInfo, Manifest
 from deployconv.core.artifacts.names import (
     DLA_FILE,
     ENGINE,
@@ -38,7 +40,7 @@ from deployconv.core.fsio import atomic_dir, atomic_path, refuse_overwrite
 from deployconv.pipeline.bundle_readme import ReadmeFacts, render_readme
 from deployconv.trust.manifest import read_manifest, sha256_file, write_manifest
 
-BUNDLE_FORMAT = "deployconv.bundle/1"
+BUNDLE_FORMAT = str(version.BUNDLE)
 EXPORT_FILES = EXPORT_REQUIRED
 # 2000-01-01T00:00:00Z: any fixed time makes the tar reproducible; this one is not the epoch, which some tools
 # treat as "no time".
@@ -164,7 +166,7 @@ def trtexec_lines(proto: Any, target: Any) -> tuple[str | None, str | None, str]
             trtexec_run_command(plan, libs, ENGINE), f"TensorRT {version}")
 
 
-def _check_export(export_dir: Path) -> dict[str, Any]:
+def _check_export(export_dir: Path) -> Manifest:
     """The export's manifest, after the closed check: a bundle carries exactly what the export verified, and
     every path it copies (ort_model included) is a listed, hash-checked file inside the export."""
     from deployconv.trust.closed import require_closed
@@ -172,7 +174,7 @@ def _check_export(export_dir: Path) -> dict[str, Any]:
     if not export_dir.is_dir():
         raise BadInputError(f"{export_dir} is not a directory", fix="pass the folder written by `deployconv export`")
     manifest = read_manifest(export_dir)
-    if "bundle" in manifest:
+    if manifest.is_bundle:
         raise BadInputError(f"{export_dir} is a bundle, not an export", fix="bundle the folder `deployconv export` "
                                                                             "wrote")
     require_closed(export_dir, manifest, error=BadInputError,
@@ -181,11 +183,11 @@ def _check_export(export_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-def _io_text(manifest: dict[str, Any]) -> str:
+def _io_text(manifest: Manifest) -> str:
     def one(v: dict[str, Any]) -> str:
         return f"{v['name']}: {v['dtype']}[{', '.join(str(d) for d in v['shape'])}]"
 
-    io = manifest.get("io", {})
+    io = manifest.io
     return ", ".join(one(v) for v in io.get("inputs", [])) + " -> " + ", ".join(one(v) for v in io.get("outputs", []))
 
 
@@ -236,10 +238,10 @@ def make_bundle(export_dir: Path, out_dir: Path, *, force: bool = False, root: P
         raise BadInputError(f"the bundle {out_dir} would be inside the export {export_dir}",
                             fix="choose an --out outside the exported directory")
     manifest = _check_export(export_dir)
-    target = get_target(manifest["target"])
+    target = get_target(manifest.target)
     root = Path(root) if root is not None else repo_root()
     plugin_src, package_src, pyproject = root / "plugins_cpp", root / "deployconv", root / "pyproject.toml"
-    plugins = [p["name"] for p in manifest.get("plugins", [])]
+    plugins = manifest.plugin_names
     has_plugin_src = (plugin_src / "CMakeLists.txt").is_file()
     if plugins and not has_plugin_src:
         raise BadInputError(f"the model uses deployconv plugins ({', '.join(plugins)}) but {plugin_src} has no "
@@ -259,8 +261,8 @@ def make_bundle(export_dir: Path, out_dir: Path, *, force: bool = False, root: P
     with atomic_dir(out_dir, force) as tmp:
         for name in EXPORT_FILES:
             shutil.copyfile(export_dir / name, tmp / name)
-        twin = manifest.get("ort_model", MODEL_ONNX)
-        if twin != MODEL_ONNX:  # the plugin graph's ONNX Runtime twin: on-device parity without the engine
+        twin = manifest.ort_model
+        if manifest.has_ort_twin:  # the plugin graph's ONNX Runtime twin: on-device parity without the engine
             (tmp / twin).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(export_dir / twin, tmp / twin)
         n_plugin = copy_sources(plugin_src, tmp / PLUGINS_DIR) if has_plugin_src else 0
@@ -274,27 +276,25 @@ def make_bundle(export_dir: Path, out_dir: Path, *, force: bool = False, root: P
         if dla is not None:
             (tmp / DLA_FILE).write_text(json.dumps(dla.to_dict(), indent=2) + "\n")
         (tmp / "README.md").write_text(render_readme(ReadmeFacts(
-            model=manifest["model"], target=target.name, description=target.description, runtime=target.runtime,
+            model=manifest.model, target=target.name, description=target.description, runtime=target.runtime,
             precision=target.precision, io=_io_text(manifest), device=_device_text(target),
             tensorrt=_tensorrt_text(target), plugins=tuple(plugins),
             plugin_archs=tuple(target.tensorrt.plugin_archs) if target.tensorrt else (),
             has_plugin_sources=bool(n_plugin), has_python_sources=bool(n_python), trtexec=trtexec,
             trtexec_note=trtexec_note, trtexec_run=trtexec_run, dla_summary=dla.summary() if dla else None,
-            device_notes=target.device.notes if target.device else (), has_ort_twin=twin != MODEL_ONNX)))
-        body = {k: v for k, v in manifest.items() if k != "files"}
-        body["bundle"] = {
-            "format": BUNDLE_FORMAT,
-            "export_manifest_sha256": sha256_file(export_dir / MANIFEST),
-            "plugin_sources": n_plugin,
-            "python_sources": n_python,
-            "plugin_library": PLUGIN_LIBRARY if plugins else None,
-            "plugin_archs": list(target.tensorrt.plugin_archs) if target.tensorrt else [],
-            "dla": dla.counts if dla else None,
-            "trtexec": trtexec,
-            "trtexec_run": trtexec_run,
-        }
-        write_manifest(tmp, body)
-        files = len(read_manifest(tmp)["files"]) + 1
+            device_notes=target.device.notes if target.device else (), has_ort_twin=manifest.has_ort_twin)))
+        write_manifest(tmp, replace(manifest, files={}, bundle=BundleInfo(
+            format=BUNDLE_FORMAT,
+            export_manifest_sha256=sha256_file(export_dir / MANIFEST),
+            plugin_sources=n_plugin,
+            python_sources=n_python,
+            plugin_library=PLUGIN_LIBRARY if plugins else None,
+            plugin_archs=tuple(target.tensorrt.plugin_archs) if target.tensorrt else (),
+            dla=dla.counts if dla else None,
+            trtexec=trtexec,
+            trtexec_run=trtexec_run,
+        )))
+        files = len(read_manifest(tmp).files) + 1
         signer = sign_manifest(tmp, sign_key) if sign_key is not None else None
         digest = manifest_sha256(tmp)
         with atomic_path(tarball) as tmp_tar:

@@ -10,7 +10,7 @@ import copy
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,8 @@ import numpy as np
 import onnx
 import torch
 
+from deployconv.core.artifacts import EngineEntry, ExportReport, Manifest, PluginRef
+from deployconv.core.artifacts.manifest import EXPORT_FORMAT
 from deployconv.core.artifacts.names import MODEL_ONNX, ORT_DIR, ORT_MODEL, REFERENCE, REPORT
 from deployconv.core.errors import MissingEnvironmentError
 from deployconv.core.fsio import atomic_dir, refuse_overwrite, safe_name
@@ -288,21 +290,21 @@ def export(model: str | torch.nn.Module, target: str | Target, out: Path | None 
         else:
             latency = _io_latency(train, deploy, protos, io, batch, opts)
         lap("benchmark")
-    report = {
-        "model": name,
-        "target": tgt.to_dict(),
-        "notes": notes,
-        "reparam": deploy.reparam_report.to_dict(),
-        "export": asdict(exp_info),
-        "simplify": asdict(simp_info),
-        "graph": {"raw": asdict(raw_check), "final": asdict(final_check)},
-        "ort_twin": _twin_report(graphs),
-        "precision": precision.report if precision is not None else None,
-        "dla": dla,
-        "parity": parity.to_dict(),
-        "latency": latency,
-        "timings_s": timings,
-    }
+    report = ExportReport(
+        model=name,
+        target=tgt.to_dict(),
+        notes=tuple(notes),
+        reparam=deploy.reparam_report.to_dict(),
+        export=asdict(exp_info),
+        simplify=asdict(simp_info),
+        graph={"raw": asdict(raw_check), "final": asdict(final_check)},
+        ort_twin=_twin_report(graphs),
+        precision=precision.report if precision is not None else None,
+        dla=dla,
+        parity=parity.to_dict(),
+        latency=latency,
+        timings_s=timings,
+    )
     step("write")
     engine = None
     with atomic_dir(out, force) as tmp:
@@ -316,45 +318,45 @@ def export(model: str | torch.nn.Module, target: str | Target, out: Path | None 
             engine = _engine_step(tmp, out, tgt, opts, io, requested={
                 "precision": tgt.precision, "precision_report": precision.manifest if precision is not None else None,
                 "dla": dla})
-            report["engine"] = engine
+            report = replace(report, engine=engine)
             lap("engine")
-        (tmp / REPORT).write_text(json.dumps(report, indent=2, default=str) + "\n")
-        write_manifest(tmp, {
-            "format": "deployconv.export/1",
-            "model": name,
-            "model_source_sha256": _source_sha256(model),
-            "weights": str(Path(opts.weights).resolve()) if opts.weights else None,
-            "weights_sha256": sha256_file(Path(opts.weights)) if opts.weights else None,
-            "allow_missing": list(opts.allow_missing),
-            "reproducible": isinstance(model, str),
-            "init_seed": opts.seed,
-            "target": tgt.name,
-            "target_spec": tgt.to_dict(),
-            "runtime": tgt.runtime,
-            "precision": tgt.precision,
-            "io_dtype": opts.io_dtype or tgt.io_dtype,
-            "opset": opset,
-            "batch": None if tgt.dynamic_batch else batch,
-            "exporter": exp_info.exporter,
-            "exporter_fallback_reason": exp_info.fallback_reason,
-            "lowering": exp_info.lowering,
-            "plugins": _plugins_used(artifact),
-            "ort_model": ORT_MODEL if ort_graph is not artifact else MODEL_ONNX,
-            "precision_report": precision.manifest if precision is not None else None,
-            "dla": dla,
-            "engine": engine,
-            "io": io_signature(artifact),
-            "io_spec": io.to_manifest() if io is not None else None,
-            "input_preprocessing": {k: getattr(info, k) for k in ("input_size", "mean", "std", "interpolation", "crop_pct")},
-            "parity_passed": parity.passed,
-        })
+        (tmp / REPORT).write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
+        write_manifest(tmp, Manifest(
+            format=EXPORT_FORMAT,
+            model=name,
+            model_source_sha256=_source_sha256(model),
+            weights=str(Path(opts.weights).resolve()) if opts.weights else None,
+            weights_sha256=sha256_file(Path(opts.weights)) if opts.weights else None,
+            allow_missing=tuple(opts.allow_missing),
+            reproducible=isinstance(model, str),
+            init_seed=opts.seed,
+            target=tgt.name,
+            target_spec=tgt.to_dict(),
+            runtime=tgt.runtime,
+            precision=tgt.precision,
+            io_dtype=opts.io_dtype or tgt.io_dtype,
+            opset=opset,
+            batch=None if tgt.dynamic_batch else batch,
+            exporter=exp_info.exporter,
+            exporter_fallback_reason=exp_info.fallback_reason,
+            lowering=exp_info.lowering,
+            plugins=_plugins_used(artifact),
+            ort_model=ORT_MODEL if ort_graph is not artifact else MODEL_ONNX,
+            precision_report=precision.manifest if precision is not None else None,
+            dla=dla,
+            engine=engine,
+            io=io_signature(artifact),
+            io_spec=io.to_manifest() if io is not None else None,
+            input_preprocessing={k: getattr(info, k) for k in ("input_size", "mean", "std", "interpolation", "crop_pct")},
+            parity_passed=parity.passed,
+        ))
     lap("write")
-    result = ExportResult(out, report, parity.passed, timings)
-    if engine is not None and engine.get("status") != "built" and opts.require_engine:
-        raise MissingEnvironmentError(f"no engine was built for {tgt.name}: {engine.get('status')}",
+    result = ExportResult(out, report.to_dict(), parity.passed, timings)
+    if engine is not None and not engine.built and opts.require_engine:
+        raise MissingEnvironmentError(f"no engine was built for {tgt.name}: {engine.status}",
                                       why=f"--require-engine was given; {out} holds the exported ONNX",
-                                      fix=engine.get("how", "install TensorRT >= " + (tgt.tensorrt.min_version
-                                                                                      if tgt.tensorrt else "10")))
+                                      fix=engine.how or "install TensorRT >= " + (tgt.tensorrt.min_version
+                                                                                  if tgt.tensorrt else "10"))
     return result
 
 
@@ -380,7 +382,7 @@ def _twin_report(graphs: Graphs) -> dict | None:
 
 
 def _engine_step(tmp: Path, out: Path, tgt: Target, opts: ExportOptions, io: Any = None,
-                 requested: dict | None = None) -> dict:
+                 requested: dict | None = None) -> EngineEntry:
     """Build engine.plan next to model.onnx where TensorRT is installed; otherwise say so and how to build it
     (the trtexec line per TensorRT major, with the paths the user will see). A declared IOSpec's ranges are the
     optimization profile (min/opt/max per input)."""
@@ -395,24 +397,33 @@ def _engine_step(tmp: Path, out: Path, tgt: Target, opts: ExportOptions, io: Any
         entries = build_engine(tmp / MODEL_ONNX, spec, tmp, plugins=opts.plugins, requested=requested)
     except MissingEnvironmentError as e:
         def here(text: str) -> str:
-            return text.replace(str(tmp), str(out))
+            return here_str(text, tmp, out)
 
         status = "skipped: TensorRT not installed" if "not installed" in e.what else f"skipped: {here(e.what)}"
-        return {"status": status, "what": here(e.what), "why": here(e.why), "how": here(e.fix),
-                "trtexec": [here(d) for d in e.details],
-                "build_later": f"deployconv build-engine {out / MODEL_ONNX} --target {tgt.name}"}
-    return {"status": "built", **{k: (here_str(v, tmp, out)) for k, v in entries.items()}}
+        return EngineEntry(status, what=here(e.what), why=here(e.why), how=here(e.fix),
+                           trtexec=tuple(here(d) for d in e.details),
+                           build_later=f"deployconv build-engine {out / MODEL_ONNX} --target {tgt.name}")
+    return EngineEntry.from_build(here_str(entries, tmp, out))
 
 
 def here_str(value: Any, tmp: Path, out: Path) -> Any:
-    return value.replace(str(tmp), str(out)) if isinstance(value, str) else value
+    """`value` with the temporary directory's path turned into the final one (`out`), in every string however
+    deeply nested in tables and lists: the engine entry is a table of tables (its messages and paths are inside
+    entries["engine"]), and none of it may name a directory that is gone once the export is written."""
+    if isinstance(value, str):
+        return value.replace(str(tmp), str(out))
+    if isinstance(value, dict):
+        return {k: here_str(v, tmp, out) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(here_str(v, tmp, out) for v in value)
+    return value
 
 
-def _plugins_used(proto: onnx.ModelProto) -> list[dict]:
+def _plugins_used(proto: onnx.ModelProto) -> tuple[PluginRef, ...]:
     from deployconv.plugins.table import ONNX_DOMAIN, PLUGINS
 
     used = sorted({n.op_type for n in proto.graph.node if n.domain == ONNX_DOMAIN})
-    return [{"name": n, "version": PLUGINS[n].version, "namespace": PLUGINS[n].namespace} for n in used if n in PLUGINS]
+    return tuple(PluginRef(n, PLUGINS[n].version, PLUGINS[n].namespace) for n in used if n in PLUGINS)
 
 
 def _plan_io(train: torch.nn.Module, tgt: Target, opts: ExportOptions, batch: int, name: str) -> Any:

@@ -14,13 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from deployconv.core.artifacts.names import ENGINE, MANIFEST, MODEL_ONNX, PLUGIN_LIBRARY, REFERENCE
+from deployconv.core.artifacts.manifest import Manifest
+from deployconv.core.artifacts.names import ENGINE, MANIFEST, PLUGIN_LIBRARY, REFERENCE
 from deployconv.core.errors import BadInputError, CheckFailedError, MissingEnvironmentError
 from deployconv.core.target import FP32_BUDGET, target_of_manifest
 from deployconv.trust.manifest import read_manifest
 
 
-def source_decision(manifest: dict[str, Any], model: str | None, trust_source: bool) -> tuple[str | None, str]:
+def source_decision(manifest: Manifest, model: str | None, trust_source: bool) -> tuple[str | None, str]:
     """Which model source `validate` may run, or None and why not. Pure apart from hashing a file.
 
     Nothing named only by a manifest is executed: a user source (`file.py:factory`, `pkg.module:factory`) runs
@@ -30,13 +31,13 @@ def source_decision(manifest: dict[str, Any], model: str | None, trust_source: b
 
     if model is not None:
         return model, f"model source {model} named with --model"
-    recorded = manifest["model"]
+    recorded = manifest.model
     if ":" not in recorded:  # deployconv.models.registry.is_user_source, without importing torch
         return recorded, f"zoo model {recorded} (deployconv's own code)"
     if not trust_source:
         return None, (f"the manifest names user code ({recorded}); it is not run unless you name it again "
                       "(--model) or pass --trust-source: checked ONNX against the recorded reference only")
-    want = manifest.get("model_source_sha256")
+    want = manifest.model_source_sha256
     if want is None:
         return None, (f"--trust-source: the manifest records no sha256 for {recorded} (exported by an older "
                       "deployconv): pass --model to run it; checked ONNX against the recorded reference only")
@@ -52,7 +53,7 @@ def source_decision(manifest: dict[str, Any], model: str | None, trust_source: b
     return recorded, f"model source {recorded} (sha256 matches the manifest; --trust-source)"
 
 
-def _torch_chain(manifest: dict[str, Any], source: str | None, why: str) -> tuple[list | None, str]:
+def _torch_chain(manifest: Manifest, source: str | None, why: str) -> tuple[list | None, str]:
     """The PyTorch stages rebuilt from `source` (see source_decision), or None with the reason they cannot be."""
     import importlib.util
 
@@ -60,27 +61,26 @@ def _torch_chain(manifest: dict[str, Any], source: str | None, why: str) -> tupl
         return None, why
     if importlib.util.find_spec("torch") is None:
         return None, "torch not installed: checked ONNX against the recorded reference only"
-    if not manifest.get("reproducible"):
+    if not manifest.reproducible:
         return None, "exported from an in-memory module: checked ONNX against the recorded reference only"
-    weights = manifest.get("weights")
+    weights = manifest.weights
     if weights:
         from deployconv.trust.manifest import sha256_file
 
         if not Path(weights).is_file():
             return None, f"weights {weights} not found here: checked ONNX against the recorded reference only"
-        if sha256_file(Path(weights)) != manifest.get("weights_sha256"):
+        if sha256_file(Path(weights)) != manifest.weights_sha256:
             raise BadInputError(f"weights {weights} differ from the ones exported (sha256)",
                                 fix="pass the directory exported from these weights, or re-export")
     from deployconv.pipeline.export import create_seeded, torch_stages
     from deployconv.reparam import reparameterize
 
-    train = create_seeded(source, weights, tuple(manifest.get("allow_missing", ())),
-                          int(manifest.get("init_seed", 0)))
-    if manifest.get("io_spec"):  # named inputs/outputs: the stages feed and name them as the export did
+    train = create_seeded(source, weights, manifest.allow_missing, manifest.init_seed)
+    if manifest.io_spec:  # named inputs/outputs: the stages feed and name them as the export did
         from deployconv.pipeline.io import plan_from_manifest
         from deployconv.pipeline.io import torch_stages as io_torch_stages
 
-        plan = plan_from_manifest(manifest["io_spec"], int(manifest.get("init_seed", 0)))
+        plan = plan_from_manifest(manifest.io_spec, manifest.init_seed)
         return io_torch_stages(train, reparameterize(train, probe=plan.small_probe), plan), \
             f"full chain re-run: {why}"
     return torch_stages(train, reparameterize(train)), f"full chain re-run: {why}"
@@ -148,8 +148,8 @@ def _chunked(runner: Any, max_batch: int | None) -> Callable[[np.ndarray], np.nd
     return run
 
 
-def _plugin_libraries(directory: Path, manifest: dict[str, Any], plugins: list[str] | None) -> list[str]:
-    if plugins or not manifest.get("plugins"):
+def _plugin_libraries(directory: Path, manifest: Manifest, plugins: list[str] | None) -> list[str]:
+    if plugins or not manifest.plugins:
         return list(plugins or ())
     from deployconv.plugins.library import plugin_library
 
@@ -157,7 +157,7 @@ def _plugin_libraries(directory: Path, manifest: dict[str, Any], plugins: list[s
     return [plugin_library(local if local.is_file() else None).path]
 
 
-def reference_parity(directory: Path, manifest: dict[str, Any], target: Any, *, runtime: str = "auto",
+def reference_parity(directory: Path, manifest: Manifest, target: Any, *, runtime: str = "auto",
                      plugins: list[str] | None = None, torch_chain: list | None = None,
                      allow_host_code: bool = False) -> dict[str, Any]:
     """The model in `directory` against its reference.npz, on the runtimes `plan_validation` picks, after the
@@ -171,11 +171,11 @@ def reference_parity(directory: Path, manifest: dict[str, Any], target: Any, *, 
     ref_path = directory / REFERENCE
     if not ref_path.is_file():
         raise BadInputError(f"{directory} has no reference.npz", fix="re-export with this deployconv version")
-    io_spec = manifest.get("io_spec")
+    io_spec = manifest.io_spec
     if io_spec:
         return _named_reference_parity(directory, manifest, target, io_spec, runtime=runtime, plugins=plugins,
                                        torch_chain=torch_chain, allow_host_code=allow_host_code)
-    ref = load_reference(ref_path, manifest.get("io"))
+    ref = load_reference(ref_path, manifest.io)
     plan = plan_validation(runtime, target.runtime, (directory / ENGINE).is_file(),
                            importlib.util.find_spec("onnxruntime") is not None,
                            importlib.util.find_spec("tensorrt") is not None)
@@ -186,7 +186,7 @@ def reference_parity(directory: Path, manifest: dict[str, Any], target: Any, *, 
         if plan.ort:
             from deployconv.runtime.ort import OrtRunner
 
-            runners.append(OrtRunner(directory / manifest.get("ort_model", MODEL_ONNX)))
+            runners.append(OrtRunner(directory / manifest.ort_model))
             model_stages.append(("onnx (ort-cpu)", _chunked(runners[-1], max_batch)))
         if plan.trt:
             from deployconv.runtime.trt import TrtRunner
@@ -211,7 +211,7 @@ def reference_parity(directory: Path, manifest: dict[str, Any], target: Any, *, 
     return {"runtimes": [n for n, _ in model_stages], "notes": list(plan.notes), "parity": parity.to_dict()}
 
 
-def _named_reference_parity(directory: Path, manifest: dict[str, Any], target: Any, io_spec: dict[str, Any], *,
+def _named_reference_parity(directory: Path, manifest: Manifest, target: Any, io_spec: dict[str, Any], *,
                             runtime: str, plugins: list[str] | None, torch_chain: list | None,
                             allow_host_code: bool = False) -> dict[str, Any]:
     """reference_parity for a model with named inputs/outputs, at every recorded shape point (min/opt/max)."""
@@ -234,7 +234,7 @@ def _named_reference_parity(directory: Path, manifest: dict[str, Any], target: A
         if plan.ort:
             from deployconv.runtime.ort import OrtRunner
 
-            runners.append(OrtRunner(directory / manifest.get("ort_model", MODEL_ONNX)).activate())
+            runners.append(OrtRunner(directory / manifest.ort_model).activate())
             model_stages.append(("onnx (ort-cpu)", runner_stage(runners[-1], out_names, max_batch)))
         if plan.trt:
             from deployconv.runtime.trt import TrtRunner
