@@ -25,6 +25,7 @@ from typing import Any
 
 from deployconv.core.artifacts.names import MANIFEST
 from deployconv.core.fsio import safe_name, write_text_atomic
+from deployconv.core.version import __version__
 from deployconv.matrix.spec import STEPS, JobSpec
 from deployconv.trust.closed import sha256_file
 
@@ -104,8 +105,6 @@ def input_hash(job: JobSpec, options: Mapping[str, Any], dep_hashes: Mapping[str
                extra: Mapping[str, Any] | None = None) -> str:
     """What a job's result depends on: its spec, the options its step reads, deployconv's version, the
     output hashes of the jobs it consumes, and `extra` (e.g. a user model file's hash)."""
-    from deployconv.core.version import __version__
-
     body = {"job": job.id, "options": dict(options), "deployconv": __version__,
             "deps": {d: dep_hashes.get(d) for d in job.deps}, "extra": dict(extra or {})}
     return sha256_text(json.dumps(body, sort_keys=True, default=str))

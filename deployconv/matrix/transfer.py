@@ -15,6 +15,7 @@ from pathlib import Path
 from deployconv.core.artifacts.names import MANIFEST
 from deployconv.core.errors import CheckFailedError
 from deployconv.matrix.results import sha256_file
+from deployconv.trust.manifest import read_manifest, verify_hashes
 
 Payload = tuple[str | None, bytes]
 
@@ -32,8 +33,6 @@ def pack(directory: Path) -> Payload:
 
 def unpack(payload: Payload, dest: Path) -> Path:
     """Unpack into `dest` (created) and verify; CheckFailedError when the content is not what was sent."""
-    from deployconv.trust.manifest import read_manifest, verify_hashes
-
     expected, data = payload
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from deployconv.report import numbers
+from deployconv.report.gate_section import read_gate
 from deployconv.report.markup import badge, esc, kv_table, notes, num_td, pointer, section, td
 from deployconv.report.source import MANIFEST, REPORT, ExportDir
 
@@ -21,8 +22,6 @@ def verdicts(d: ExportDir) -> str:
     out = [badge(parity["passed"], "parity passed" if parity["passed"]
                  else f"parity FAILED at {parity.get('broke_at')}")]
     if d.gate is not None:
-        from deployconv.report.gate_section import read_gate
-
         g = read_gate(d.gate)
         out.append(badge(g.passed, f"gate {g.decision or ('passed' if g.passed else 'failed')}"))
     if d.report_matches_manifest is False:

@@ -30,6 +30,7 @@ from deployconv.core.artifacts.names import (
     PYTHON_DIR,
     SIGNATURE,
 )
+from deployconv.core.errors import CheckFailedError
 from deployconv.trust.paths import path_problem
 
 UNLISTED_OK = frozenset({MANIFEST, SIGNATURE})
@@ -165,8 +166,6 @@ def verify_closed(directory: Path, manifest: Manifest | Mapping[str, Any], *, fr
 def require_closed(directory: Path, manifest: Manifest | Mapping[str, Any], *, fresh: bool = False,
                    error: type | None = None, fix: str = "") -> Integrity:
     """verify_closed, raising `error` (default CheckFailedError, exit 1) that names every problem."""
-    from deployconv.core.errors import CheckFailedError
-
     result = verify_closed(directory, manifest, fresh=fresh)
     if not result.ok:
         cls = error or CheckFailedError
