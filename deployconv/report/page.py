@@ -5,8 +5,8 @@ stays self-contained even if a later edit slipped in an external reference."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
+from deployconv.core.artifacts import ExportReport
 from deployconv.core.artifacts.names import REPORT
 from deployconv.core.version import __version__
 from deployconv.report import conditions, plots
@@ -56,13 +56,13 @@ def _latency_figures(runs: list[Run]) -> tuple[dict[str, str], str]:
     return figures, overview
 
 
-def _parity_figure(report: dict[str, Any]) -> str:
-    stages = report["parity"]["stages"]
+def _parity_figure(report: ExportReport) -> str:
+    stages = report.parity["stages"]
     bars = [plots.ErrorBar(s["stage"], (s.get("vs_previous") or {}).get("max_abs_rel_scale"),
                            (s.get("vs_reference") or {}).get("max_abs_rel_scale")) for s in stages]
     if not any(b.vs_previous is not None for b in bars):
         return ""
-    budget = report["parity"]["budget"]["max_abs_rel_scale"]
+    budget = report.parity["budget"]["max_abs_rel_scale"]
     return figure(plots.parity_errors(bars, budget), "parity error per stage against the budget",
                   "max |difference| / max |reference| per stage, log scale; dashed line: the chain's budget")
 
@@ -79,11 +79,11 @@ def build_page(d: ExportDir) -> Page:
     host = _host(runs)
     body = (overview_section(d, host)
             + parity_section(d.report, d.manifest, host, parity_fig)
-            + accuracy_section(d.report.get("accuracy"))
+            + accuracy_section(d.report.accuracy)
             + latency_section(d, figures, overview, missing)
             + gate_section(d.gate)
-            + placement_section(d.manifest, d.report["target"]))
-    title = f"deployconv report: {d.report['model']} -> {d.report['target'].get('name')}"
+            + placement_section(d.manifest, d.report.target))
+    title = f"deployconv report: {d.report.model} -> {d.report.target.get('name')}"
     html = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
             '<meta name="viewport" content="width=device-width,initial-scale=1">'

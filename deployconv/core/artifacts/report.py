@@ -32,6 +32,7 @@ REPORT_KEYS: Keys = {
     "latency": (optional(DICT), False, "a table or null"),
     "timings_s": (optional(DICT), False, "a table or null"),
     "engine": (optional(DICT), False, "a table or null"),
+    "accuracy": (optional(DICT), False, "a table or null"),  # an accuracy ledger, where one was recorded
 }
 
 
@@ -51,6 +52,7 @@ class ExportReport:
     latency: dict[str, Any] | None = None
     timings_s: dict[str, Any] = field(default_factory=dict)
     engine: EngineEntry | None = None
+    accuracy: dict[str, Any] | None = None
     format: str = REPORT_FORMAT
 
     @classmethod
@@ -77,4 +79,6 @@ class ExportReport:
             del out["engine"]  # an onnxruntime target has no engine step
         else:
             out["engine"] = self.engine.to_dict()
+        if self.accuracy is None:
+            del out["accuracy"]
         return out
