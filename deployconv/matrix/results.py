@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from deployconv.core.artifacts.names import MANIFEST
+from deployconv.core.artifacts.names import MANIFEST, REPORT
 from deployconv.core.fsio import safe_name, write_text_atomic
 from deployconv.core.version import __version__
 from deployconv.matrix.spec import STEPS, JobSpec
@@ -153,7 +153,7 @@ def cell_rows(jobs: list[JobSpec], records: Mapping[str, JobRecord], devices: tu
                 continue
             s = rec.summary
             if job.step == "export" and rec.output:
-                row["report"] = f"{rec.output}/report.json"
+                row["report"] = f"{rec.output}/{REPORT}"
                 row["parity"] = row["parity"] or s.get("parity")
             elif job.step == "validate" and s.get("parity"):
                 row["parity"] = s["parity"]  # the device's own re-check wins over the export's

@@ -119,8 +119,9 @@ def _build_engine(job: JobSpec, src: Path, out: Path) -> dict[str, Any]:
         except DeployconvError as e:  # name the input, not the temporary copy
             raise type(e)(e.what.replace(str(tmp), str(src)), e.why.replace(str(tmp), str(src)),
                           e.fix.replace(str(tmp), str(src)), [d.replace(str(tmp), str(src)) for d in e.details]) from None
-        write_manifest(tmp, replace(manifest, engine=EngineEntry.from_build(entries)))  # re-hashes with engine.plan
-    return {"engine": "built", **{k: v for k, v in entries.get("engine", {}).items() if k in ("tensorrt", "sha256")}}
+        entry = EngineEntry.from_build(entries)
+        write_manifest(tmp, replace(manifest, engine=entry))  # re-hashes with engine.plan
+    return {"engine": entry.status, "tensorrt": entry.engine.tensorrt, "sha256": entry.engine.sha256}
 
 
 def _validate(job: JobSpec, src: Path, out: Path) -> dict[str, Any]:
