@@ -56,6 +56,7 @@ TORCH_FREE_MODULES = [
     "deployconv.cli.plugins",
     "deployconv.core.support_matrix",
     "deployconv.core.target",
+    "deployconv.core.artifacts",
     "deployconv.trust.manifest",
     "deployconv.engine.dla",
     "deployconv.pipeline.bundle",

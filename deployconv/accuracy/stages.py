@@ -22,6 +22,7 @@ import numpy as np
 import onnx
 
 from deployconv.accuracy.ledger import Skipped
+from deployconv.core.artifacts.names import ENGINE, MODEL_ONNX
 from deployconv.core.errors import BadInputError, DeployconvError
 
 STAGES = ("train", "deploy", "onnx", "simplified", "fp16", "int8", "engine")
@@ -168,11 +169,11 @@ def engine_stage(fp32: onnx.ModelProto, workdir: Path) -> Stage | Skipped:
     from deployconv.engine.builder import build_engine
     from deployconv.runtime.trt import TrtRunner
 
-    path = workdir / "model.onnx"
+    path = workdir / MODEL_ONNX
     onnx.save(fp32, path)
     try:
         entries = build_engine(path, get_target("trt-fp16"), workdir, force=True)
-        runner = TrtRunner(workdir / "engine.plan").activate()
+        runner = TrtRunner(workdir / ENGINE).activate()
     except DeployconvError as e:
         return Skipped("engine", f"engine build failed: {e.what}")
     name = next(iter(runner.input_metadata()))

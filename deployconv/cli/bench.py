@@ -22,12 +22,14 @@ from deployconv.cli.options import (
     runtime_option,
     seed_option,
 )
+from deployconv.core.artifacts.names import MANIFEST
 from deployconv.core.console import err, out, print_json, table
 from deployconv.core.errors import BadInputError
 from deployconv.core.fsio import refuse_overwrite, write_text_atomic
 from deployconv.core.io_spec import IOSpec
 from deployconv.runtime import load_runner, random_feed
 from deployconv.runtime.trt import benchmark_trt
+from deployconv.trust.manifest import read_manifest
 from deployconv.validate.latency import BenchResult, benchmark
 
 BENCH_RUNTIMES = ("ort-cpu", "ort-cuda", "trt")  # bench times one runtime you name
@@ -127,10 +129,9 @@ def _bench(artifact: Path, *, runtime: str, batch: int | None, threads: int | No
 
 def declared_shapes(artifact: Path, batch: int | None) -> dict[str, tuple[int, ...]]:
     """An export with declared sizes (manifest io_spec) is timed at its opt shapes unless --shape says otherwise."""
-    manifest = Path(artifact) / "manifest.json"
-    if not manifest.is_file():
+    if not (Path(artifact) / MANIFEST).is_file():
         return {}
-    io = json.loads(manifest.read_text()).get("io_spec")
+    io = read_manifest(Path(artifact)).io_spec
     if not io:
         return {}
     spec = IOSpec.from_dict(io)

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from deployconv.cli.options import ForceOpt, JsonOpt, out_option, plugins_option, target_option
+from deployconv.core.artifacts.names import ENGINE, MANIFEST, MODEL_ONNX
 from deployconv.core.console import err, out, print_json
 from deployconv.core.errors import BadInputError
 from deployconv.core.io_spec import IOSpec
@@ -42,8 +43,8 @@ def _resolve(source: Path, target: str | None) -> tuple[Path, Any, Path | None]:
     """(onnx path, target, exported dir or None)."""
     if source.is_dir():
         manifest = read_manifest(source)
-        onnx_path = source / "model.onnx"
-        tgt = target_of_manifest(manifest, str(source / "manifest.json")) if target is None else get_target(target)
+        onnx_path = source / MODEL_ONNX
+        tgt = target_of_manifest(manifest, str(source / MANIFEST)) if target is None else get_target(target)
         return onnx_path, tgt, source
     if not source.is_file() or source.suffix != ".onnx":
         raise BadInputError(f"{source}: not an ONNX file or exported directory",
@@ -72,7 +73,7 @@ def _with_profile(tgt: Any, exported: Path | None) -> Any:
     """An export with declared sizes (manifest io_spec) builds with their min/opt/max profile."""
     if exported is None:
         return tgt
-    io = read_manifest(exported).get("io_spec")
+    io = read_manifest(exported).io_spec
     if not io:
         return tgt
     return engine_spec_for(tgt, shapes=IOSpec.from_dict(io).profile_shapes())
@@ -85,7 +86,7 @@ def _build(source: Path, target: str | None, plugins: list[Path] | None, out_dir
     if dry_run:
         version = trt_version or (tgt.tensorrt.min_version if tgt.tensorrt else "10.3")
         plan = recipe_for(onnx_path, _with_profile(tgt, exported), version, libs)
-        engine = (out_dir or onnx_path.parent) / "engine.plan"
+        engine = (out_dir or onnx_path.parent) / ENGINE
         line = trtexec_command(plan, onnx_path, plan.plugin_libraries, engine)
         run_line = trtexec_run_command(plan, plan.plugin_libraries, engine)
         if json_out:
@@ -95,7 +96,7 @@ def _build(source: Path, target: str | None, plugins: list[Path] | None, out_dir
             out.print(f"trtexec line for TensorRT {version}:\n{line}\nand to run the plan it builds:\n{run_line}",
                       highlight=False, soft_wrap=True)
         return
-    folder = exported or (onnx_path.parent if (onnx_path.parent / "manifest.json").is_file() else None)
+    folder = exported or (onnx_path.parent if (onnx_path.parent / MANIFEST).is_file() else None)
     if folder is not None:  # never build from (or bless) files the manifest does not vouch for
         verify_before_build(folder, onnx_path)
     dest = out_dir or onnx_path.parent

@@ -47,6 +47,7 @@ from deployconv.cli.options import (
     target_option,
     workers_option,
 )
+from deployconv.core.artifacts.names import MANIFEST, REPORT
 from deployconv.core.console import err, out, print_json, table
 from deployconv.core.errors import BadInputError, CheckFailedError
 from deployconv.core.fsio import atomic_dir, refuse_overwrite, safe_name, write_text_atomic
@@ -54,6 +55,7 @@ from deployconv.core.target import TARGET_DIR, get_target
 from deployconv.export.precision.calibration import calibration_from_images
 from deployconv.models.registry import model_info
 from deployconv.report.accuracy_section import accuracy_page
+from deployconv.trust.manifest import read_manifest
 
 DataOpt = Annotated[Path, typer.Option("--data", "-d", help="ImageFolder: DATA/<class>/<image>.", show_default=False)]
 LabelsOpt = Annotated[Path | None, typer.Option(
@@ -92,22 +94,21 @@ def _resolve_model(target: str) -> _Source:
     path = Path(target)
     if not path.is_dir():
         return _Source(target)
-    manifest_path = path / "manifest.json"
-    if not manifest_path.is_file():
+    if not (path / MANIFEST).is_file():
         raise BadInputError(f"{path} is a directory without manifest.json",
                             fix="pass a model name / file.py:factory, or a directory written by `deployconv export`")
-    manifest = json.loads(manifest_path.read_text())
-    if not manifest.get("reproducible"):
+    manifest = read_manifest(path)
+    if not manifest.reproducible:
         raise BadInputError(f"{path} was exported from an in-memory module", why="its model cannot be rebuilt",
                             fix="pass the model source (file.py:factory) and --weights instead")
     graphs: dict[str, Any] = {}
-    graph_file = path / manifest.get("ort_model", "model.onnx")
-    if manifest.get("precision") in ("fp16", "int8"):
+    graph_file = path / manifest.ort_model
+    if manifest.precision in ("fp16", "int8"):
         import onnx
 
-        graphs[manifest["precision"]] = onnx.load(str(graph_file))
-    weights = manifest.get("weights")
-    return _Source(manifest["model"], Path(weights) if weights else None, tuple(manifest.get("allow_missing", ())),
+        graphs[manifest.precision] = onnx.load(str(graph_file))
+    weights = manifest.weights
+    return _Source(manifest.model, Path(weights) if weights else None, manifest.allow_missing,
                    graphs, str(graph_file))
 
 
@@ -179,7 +180,7 @@ def _eval(model: str, data: Path, *, weights: Path | None, allow_missing: tuple[
     report = {"model": name, "weights": str(used_weights) if used_weights else None,
               "accuracy": result}
     with atomic_dir(out_dir, force) as tmp:
-        (tmp / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+        (tmp / REPORT).write_text(json.dumps(report, indent=2, default=str) + "\n")
         (tmp / "accuracy.md").write_text(text)
         (tmp / "accuracy.html").write_text(accuracy_page(result, f"deployconv eval: {name}"), encoding="utf-8")
     if markdown is not None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from deployconv.core.artifacts import EngineEntry, ExportReport
+from deployconv.core.artifacts.names import ENGINE, MANIFEST, MODEL_ONNX, ORT_MODEL, REFERENCE, REPORT
 from deployconv.core.console import fmt_sci, out, table
 
 
@@ -50,42 +53,50 @@ def latency_table(latency: dict[str, Any]) -> Any:
                  rows, justify_right=["median ms", "p90 ms", "p99 ms", "CV", "img/s"])
 
 
-def render_export(report: dict[str, Any], out_dir: Any) -> None:
-    out.print(parity_table(report["parity"]))
-    div = report["parity"].get("first_divergence")
+def render_export(report: ExportReport | dict[str, Any], out_dir: Any) -> None:
+    """The export's report for people; `report` is report.json's content (read through ExportReport)."""
+    r = report if isinstance(report, ExportReport) else ExportReport.from_dict(report)
+    out.print(parity_table(r.parity))
+    div = r.parity.get("first_divergence")
     if div:
         out.print(f"[red]first diverging layer:[/] {div}")
-    g = report["graph"]["final"]
-    simp = report["simplify"]
+    g = (r.graph or {})["final"]
+    simp = r.simplify or {}
     out.print(f"graph: {g['nodes']} nodes after {simp['tool']} ({simp['nodes_before']} before, {simp['seconds']:.1f} s)"
               + (f" [yellow]simplifier failed, graph kept as exported: {simp['error']}[/]" if simp.get("error") else "")
               + f"; BatchNormalization {g['batchnorm']}, Identity {g['identity']}, dead {len(g['dead'])}, "
               f"duplicates {len(g['duplicates'])}" + (f"; custom {g['custom_nodes']}" if g["custom_nodes"] else ""))
-    exp = report["export"]
+    exp = r.export or {}
     out.print(f"exporter: {exp['exporter']} (opset {exp['opset']}, {exp['seconds']:.1f} s), lowering {exp['lowering']}")
-    twin = report.get("ort_twin")
-    if twin:
-        a = twin["alignment"]
-        out.print(f"ONNX Runtime twin (ort/model.onnx): {a['matched']} nodes matched to the plugin graph; "
+    if r.ort_twin:
+        a = r.ort_twin["alignment"]
+        out.print(f"ONNX Runtime twin ({ORT_MODEL}): {a['matched']} nodes matched to the plugin graph; "
                   f"plugin-side only: {a['unmatched_artifact']}")
-    prec = report.get("precision")
-    if prec:
-        out.print(f"precision {prec.get('precision')}: {prec.get('summary', '')}")
-    dla = report.get("dla")
-    if dla:
-        out.print(f"DLA placement: {dla.get('counts')}")
-    for note in report.get("notes") or []:
+    if r.precision:
+        out.print(f"precision {r.precision.get('precision')}: {r.precision.get('summary', '')}")
+    if r.dla:
+        out.print(f"DLA placement: {r.dla.get('counts')}")
+    for note in r.notes:
         out.print(f"[yellow]note:[/] {note}")
-    if report.get("latency"):
-        out.print(latency_table(report["latency"]))
-    engine = report.get("engine")
-    if engine:
-        if engine["status"] == "built":
-            out.print(f"[green]engine built[/]: {engine.get('engine_path', 'engine.plan')}")
-        else:
-            out.print(f"[yellow]engine {engine['status']}[/]. Build it on the device: {engine['build_later']}")
-            for line in engine.get("trtexec", []):
-                out.print(f"  {line}", highlight=False, soft_wrap=True)
-    verdict = "[green]passed[/]" if report["parity"]["passed"] else f"[red]FAILED at {report['parity']['broke_at']}[/]"
-    out.print(f"parity {verdict}; wrote {out_dir}/model.onnx, manifest.json, report.json, reference.npz "
-              f"({sum(report['timings_s'].values()):.1f} s)")
+    if r.latency:
+        out.print(latency_table(r.latency))
+    render_engine(r.engine, out_dir)
+    verdict = "[green]passed[/]" if r.parity["passed"] else f"[red]FAILED at {r.parity['broke_at']}[/]"
+    out.print(f"parity {verdict}; wrote {out_dir}/{MODEL_ONNX}, {MANIFEST}, {REPORT}, {REFERENCE} "
+              f"({sum(r.timings_s.values()):.1f} s)")
+
+
+def engine_line(engine: EngineEntry, out_dir: Any) -> str:
+    """What the engine step did, in one line: the built file's path, or why it was skipped and how to build it."""
+    if engine.built:
+        return f"[green]engine built[/]: {Path(out_dir) / (engine.file or ENGINE)}"
+    return f"[yellow]engine {engine.status}[/]. Build it on the device: {engine.build_later}"
+
+
+def render_engine(engine: EngineEntry | None, out_dir: Any) -> None:
+    if engine is None:
+        return
+    out.print(engine_line(engine, out_dir))
+    if not engine.built:
+        for line in engine.trtexec:
+            out.print(f"  {line}", highlight=False, soft_wrap=True)

@@ -15,6 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from deployconv.core.artifacts.manifest import Manifest
 from deployconv.core.errors import BadInputError
 from deployconv.core.support_matrix import Refusal, target_refusals
 
@@ -298,8 +299,8 @@ def get_target(name: str | Path) -> Target:
                         + f"available: {', '.join(targets)}, or a path to a target .toml file")
 
 
-def target_of_manifest(manifest: dict[str, Any], where: str) -> Target:
+def target_of_manifest(manifest: Manifest, where: str) -> Target:
     """The target an exported directory was made for: its recorded spec (user .toml files travel with the export),
     else the built-in of that name."""
-    spec = manifest.get("target_spec")
-    return target_from_dict(spec, where) if spec else get_target(manifest["target"])
+    spec = manifest.target_spec
+    return target_from_dict(spec, where) if spec else get_target(manifest.target)

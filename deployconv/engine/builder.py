@@ -8,7 +8,6 @@ error says how to build on the device, with the trtexec line for the same recipe
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deployconv.core.artifacts.names import ENGINE, MANIFEST, PLUGIN_LIBRARY_NAME
 from deployconv.core.errors import BadInputError, CheckFailedError, MissingEnvironmentError
 from deployconv.core.fsio import refuse_overwrite, write_atomic
 from deployconv.engine.inspector import (
@@ -34,13 +34,13 @@ from deployconv.runtime.cuda_io import device_facts
 from deployconv.runtime.load_policy import PlanFacts, apply_runtime_settings, runtime_settings
 from deployconv.runtime.plugin_loading import load_plugin_libraries, resolve_library_paths
 from deployconv.runtime.tensorrt_api import capturing_logger
-from deployconv.trust.manifest import sha256_file
+from deployconv.trust.manifest import read_manifest, sha256_file
 
-ENGINE_FILE = "engine.plan"
+ENGINE_FILE = ENGINE
 # The TensorRT versions the "no TensorRT here" message writes trtexec lines for (unless the target's range
 # says otherwise: see explain_versions).
 EXPLAIN_FOR = ("10.16", "11.0")
-PLUGIN_PLACEHOLDER = "/path/to/libdeployconv_plugins.so"
+PLUGIN_PLACEHOLDER = f"/path/to/{PLUGIN_LIBRARY_NAME}"
 
 
 @dataclass(frozen=True)
@@ -362,7 +362,7 @@ def _write_layer_report(trt: Any, logger: Any, serialized: Any, recipe: BuildRec
         return {"file": None, "note": f"no engine layer report: {e}"}
     path = engine_path.parent / LAYERS_FILE
     write_atomic(path, lambda tmp: tmp.write_text(text))
-    manifest_path = onnx_path.parent / "manifest.json"
-    if requested is None and manifest_path.is_file():
-        requested = json.loads(manifest_path.read_text())
+    if requested is None and (onnx_path.parent / MANIFEST).is_file():
+        asked = read_manifest(onnx_path.parent)
+        requested = {"precision": asked.precision, "precision_report": asked.precision_report, "dla": asked.dla}
     return layer_report_entry(text, onnx_path, requested, recipe.precision.precision)

@@ -22,9 +22,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from deployconv.core.artifacts.names import ENGINE_LAYERS
 from deployconv.core.errors import BadInputError
 
-LAYERS_FILE = "engine.layers.json"
+LAYERS_FILE = ENGINE_LAYERS
 # The datatype word inside "Format/Datatype" (10.x) or "DataType" (11.x I/O tensors), normalised.
 _DTYPES = {"fp32": "fp32", "float": "fp32", "fp16": "fp16", "half": "fp16", "bf16": "bf16", "int8": "int8",
            "fp8": "fp8", "int32": "int32", "int64": "int64", "bool": "bool", "uint8": "uint8", "int4": "int4",

@@ -17,6 +17,7 @@ import os
 import shlex
 from collections.abc import Sequence
 
+from deployconv.core.artifacts.names import ENGINE
 from deployconv.engine.profiles import ShapeRange
 from deployconv.engine.recipe import BuildRecipe
 
@@ -40,7 +41,7 @@ def _shapes(ranges: Sequence[ShapeRange], which: str) -> str:
 
 
 def trtexec_argv(recipe: BuildRecipe, onnx: str | os.PathLike[str], plugins: Sequence[str] | None = None,
-                 engine: str | os.PathLike[str] = "engine.plan") -> list[str]:
+                 engine: str | os.PathLike[str] = ENGINE) -> list[str]:
     """argv of the trtexec build equivalent to `plan` (build only: --skipInference). `plugins` defaults to the
     plan's plugin libraries (pass device-side paths when the command is meant for another machine)."""
     libs = list(recipe.plugin_libraries if plugins is None else plugins)
@@ -94,7 +95,7 @@ def _serialized(recipe: BuildRecipe, libs: Sequence[str]) -> set[str]:
 
 
 def trtexec_run_argv(recipe: BuildRecipe, plugins: Sequence[str] | None = None,
-                     engine: str | os.PathLike[str] = "engine.plan") -> list[str]:
+                     engine: str | os.PathLike[str] = ENGINE) -> list[str]:
     """argv of the trtexec run of the plan `trtexec_argv` built (latency at the opt shapes). Libraries the plan
     carries (version compatible) are not loaded again; the others are loaded with --dynamicPlugins."""
     libs = list(recipe.plugin_libraries if plugins is None else plugins)
@@ -114,12 +115,12 @@ def trtexec_run_argv(recipe: BuildRecipe, plugins: Sequence[str] | None = None,
 
 
 def trtexec_run_command(recipe: BuildRecipe, plugins: Sequence[str] | None = None,
-                        engine: str | os.PathLike[str] = "engine.plan") -> str:
+                        engine: str | os.PathLike[str] = ENGINE) -> str:
     """`trtexec_run_argv` as one shell-quoted line."""
     return shlex.join(trtexec_run_argv(recipe, plugins, engine))
 
 
 def trtexec_command(recipe: BuildRecipe, onnx: str | os.PathLike[str], plugins: Sequence[str] | None = None,
-                    engine: str | os.PathLike[str] = "engine.plan") -> str:
+                    engine: str | os.PathLike[str] = ENGINE) -> str:
     """`trtexec_argv` as one shell-quoted line, ready to paste on the device."""
     return shlex.join(trtexec_argv(recipe, onnx, plugins, engine))

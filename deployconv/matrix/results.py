@@ -23,7 +23,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from deployconv.core.artifacts.names import MANIFEST, REPORT
 from deployconv.core.fsio import safe_name, write_text_atomic
+from deployconv.core.version import __version__
 from deployconv.matrix.spec import STEPS, JobSpec
 from deployconv.trust.closed import sha256_file
 
@@ -103,8 +105,6 @@ def input_hash(job: JobSpec, options: Mapping[str, Any], dep_hashes: Mapping[str
                extra: Mapping[str, Any] | None = None) -> str:
     """What a job's result depends on: its spec, the options its step reads, deployconv's version, the
     output hashes of the jobs it consumes, and `extra` (e.g. a user model file's hash)."""
-    from deployconv.core.version import __version__
-
     body = {"job": job.id, "options": dict(options), "deployconv": __version__,
             "deps": {d: dep_hashes.get(d) for d in job.deps}, "extra": dict(extra or {})}
     return sha256_text(json.dumps(body, sort_keys=True, default=str))
@@ -112,7 +112,7 @@ def input_hash(job: JobSpec, options: Mapping[str, Any], dep_hashes: Mapping[str
 
 def output_hash(directory: Path) -> str | None:
     """A job output's identity: its manifest.json (which hashes every file) or else its result.json."""
-    for name in ("manifest.json", "result.json"):
+    for name in (MANIFEST, "result.json"):
         p = Path(directory) / name
         if p.is_file():
             return sha256_file(p)
@@ -153,7 +153,7 @@ def cell_rows(jobs: list[JobSpec], records: Mapping[str, JobRecord], devices: tu
                 continue
             s = rec.summary
             if job.step == "export" and rec.output:
-                row["report"] = f"{rec.output}/report.json"
+                row["report"] = f"{rec.output}/{REPORT}"
                 row["parity"] = row["parity"] or s.get("parity")
             elif job.step == "validate" and s.get("parity"):
                 row["parity"] = s["parity"]  # the device's own re-check wins over the export's

@@ -15,11 +15,13 @@ import shutil
 import socket
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from deployconv.core.artifacts.engine import EngineEntry
+from deployconv.core.artifacts.names import MANIFEST, MODEL_ONNX
 from deployconv.core.errors import EXIT_CHECK_FAILED, EXIT_MISSING_ENV, DeployconvError
 from deployconv.core.fsio import atomic_dir
 from deployconv.matrix.results import output_hash
@@ -112,13 +114,14 @@ def _build_engine(job: JobSpec, src: Path, out: Path) -> dict[str, Any]:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
         manifest = read_manifest(tmp)
         try:
-            entries = build_engine(tmp / "model.onnx", target_of_manifest(manifest, str(src / "manifest.json")),
+            entries = build_engine(tmp / MODEL_ONNX, target_of_manifest(manifest, str(src / MANIFEST)),
                                    tmp, force=True)
         except DeployconvError as e:  # name the input, not the temporary copy
             raise type(e)(e.what.replace(str(tmp), str(src)), e.why.replace(str(tmp), str(src)),
                           e.fix.replace(str(tmp), str(src)), [d.replace(str(tmp), str(src)) for d in e.details]) from None
-        write_manifest(tmp, {**manifest, **entries})  # re-hashes with engine.plan
-    return {"engine": "built", **{k: v for k, v in entries.get("engine", {}).items() if k in ("tensorrt", "sha256")}}
+        entry = EngineEntry.from_build(entries)
+        write_manifest(tmp, replace(manifest, engine=entry))  # re-hashes with engine.plan
+    return {"engine": entry.status, "tensorrt": entry.engine.tensorrt, "sha256": entry.engine.sha256}
 
 
 def _validate(job: JobSpec, src: Path, out: Path) -> dict[str, Any]:
@@ -142,7 +145,7 @@ def _bench(job: JobSpec, src: Path, out: Path, opts: StepOptions) -> dict[str, A
     from deployconv.trust.manifest import read_manifest
     from deployconv.validate.latency import benchmark
 
-    runtime = "trt" if read_manifest(src).get("runtime") == "tensorrt" else "ort-cpu"
+    runtime = "trt" if read_manifest(src).runtime == "tensorrt" else "ort-cpu"
     runner = load_runner(src, runtime=runtime, threads=opts.threads)
     with runner:
         feed = random_feed(runner.input_metadata(), batch=opts.batch, shapes={}, seed=opts.seed)

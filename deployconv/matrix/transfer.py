@@ -12,8 +12,10 @@ import io
 import tarfile
 from pathlib import Path
 
+from deployconv.core.artifacts.names import MANIFEST
 from deployconv.core.errors import CheckFailedError
 from deployconv.matrix.results import sha256_file
+from deployconv.trust.manifest import read_manifest, verify_hashes
 
 Payload = tuple[str | None, bytes]
 
@@ -25,14 +27,12 @@ def pack(directory: Path) -> Payload:
         for path in sorted(directory.rglob("*")):
             if path.is_file():
                 tar.add(path, arcname=str(path.relative_to(directory)), recursive=False)
-    manifest = directory / "manifest.json"
+    manifest = directory / MANIFEST
     return (sha256_file(manifest) if manifest.is_file() else None), buf.getvalue()
 
 
 def unpack(payload: Payload, dest: Path) -> Path:
     """Unpack into `dest` (created) and verify; CheckFailedError when the content is not what was sent."""
-    from deployconv.trust.manifest import read_manifest, verify_hashes
-
     expected, data = payload
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -46,7 +46,7 @@ def unpack(payload: Payload, dest: Path) -> Path:
             tar.extractall(dest)
     if expected is None:
         return dest
-    manifest = dest / "manifest.json"
+    manifest = dest / MANIFEST
     got = sha256_file(manifest) if manifest.is_file() else None
     if got != expected:
         raise CheckFailedError(f"the bundle arrived with a different manifest (sha256 {got} != {expected})",

@@ -19,10 +19,22 @@ import gzip
 import json
 import shutil
 import tarfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from deployconv.core.artifacts import version
+from deployconv.core.artifacts.manifest import BundleInfo, Manifest
+from deployconv.core.artifacts.names import (
+    DLA_FILE,
+    ENGINE,
+    EXPORT_REQUIRED,
+    MANIFEST,
+    MODEL_ONNX,
+    PLUGIN_LIBRARY,
+    PLUGINS_DIR,
+    PYTHON_DIR,
+)
 from deployconv.core.errors import BadInputError, DeployconvError
 from deployconv.core.fsio import atomic_dir, atomic_path, refuse_overwrite
 from deployconv.core.target import get_target
@@ -34,17 +46,14 @@ from deployconv.engine import (
     trtexec_run_command,
 )
 from deployconv.engine.dla import dla_capability
-from deployconv.pipeline.bundle_readme import PLUGIN_LIBRARY, ReadmeFacts, render_readme
+from deployconv.pipeline.bundle_readme import ReadmeFacts, render_readme
 from deployconv.trust.closed import require_closed
-from deployconv.trust.manifest import MANIFEST, read_manifest, sha256_file, write_manifest
+from deployconv.trust.manifest import read_manifest, sha256_file, write_manifest
 from deployconv.trust.pin import manifest_sha256, pin_path, write_pin
 from deployconv.trust.signing import load_private_key, sign_manifest
 
-BUNDLE_FORMAT = "deployconv.bundle/1"
-EXPORT_FILES = ("model.onnx", "reference.npz", "report.json")
-PLUGINS_DIR = "plugins"
-PYTHON_DIR = "deployconv_src"
-DLA_FILE = "dla.json"
+BUNDLE_FORMAT = str(version.BUNDLE)
+EXPORT_FILES = EXPORT_REQUIRED
 # 2000-01-01T00:00:00Z: any fixed time makes the tar reproducible; this one is not the epoch, which some tools
 # treat as "no time".
 FIXED_MTIME = 946684800
@@ -150,22 +159,22 @@ def trtexec_lines(proto: Any, target: Any) -> tuple[str | None, str | None, str]
     version = target.tensorrt.min_version if target.tensorrt else TRT_VERSION_FALLBACK
     try:
         spec = engine_spec_for(target)
-        facts = facts_from_model(proto, "model.onnx")
+        facts = facts_from_model(proto, MODEL_ONNX)
         libs = (PLUGIN_LIBRARY,) if facts.plugin_nodes else ()
         recipe = make_recipe(spec, version, facts, libs)
     except DeployconvError as e:
         return None, None, f"TensorRT {version} cannot build this target: {e.what}"
-    return (trtexec_command(recipe, "model.onnx", libs, "engine.plan"),
-            trtexec_run_command(recipe, libs, "engine.plan"), f"TensorRT {version}")
+    return (trtexec_command(recipe, MODEL_ONNX, libs, ENGINE),
+            trtexec_run_command(recipe, libs, ENGINE), f"TensorRT {version}")
 
 
-def _check_export(export_dir: Path) -> dict[str, Any]:
+def _check_export(export_dir: Path) -> Manifest:
     """The export's manifest, after the closed check: a bundle carries exactly what the export verified, and
     every path it copies (ort_model included) is a listed, hash-checked file inside the export."""
     if not export_dir.is_dir():
         raise BadInputError(f"{export_dir} is not a directory", fix="pass the folder written by `deployconv export`")
     manifest = read_manifest(export_dir)
-    if "bundle" in manifest:
+    if manifest.is_bundle:
         raise BadInputError(f"{export_dir} is a bundle, not an export", fix="bundle the folder `deployconv export` "
                                                                             "wrote")
     require_closed(export_dir, manifest, error=BadInputError,
@@ -174,11 +183,11 @@ def _check_export(export_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-def _io_text(manifest: dict[str, Any]) -> str:
+def _io_text(manifest: Manifest) -> str:
     def one(v: dict[str, Any]) -> str:
         return f"{v['name']}: {v['dtype']}[{', '.join(str(d) for d in v['shape'])}]"
 
-    io = manifest.get("io", {})
+    io = manifest.io
     return ", ".join(one(v) for v in io.get("inputs", [])) + " -> " + ", ".join(one(v) for v in io.get("outputs", []))
 
 
@@ -224,10 +233,10 @@ def make_bundle(export_dir: Path, out_dir: Path, *, force: bool = False, root: P
         raise BadInputError(f"the bundle {out_dir} would be inside the export {export_dir}",
                             fix="choose an --out outside the exported directory")
     manifest = _check_export(export_dir)
-    target = get_target(manifest["target"])
+    target = get_target(manifest.target)
     root = Path(root) if root is not None else repo_root()
     plugin_src, package_src, pyproject = root / "plugins_cpp", root / "deployconv", root / "pyproject.toml"
-    plugins = [p["name"] for p in manifest.get("plugins", [])]
+    plugins = manifest.plugin_names
     has_plugin_src = (plugin_src / "CMakeLists.txt").is_file()
     if plugins and not has_plugin_src:
         raise BadInputError(f"the model uses deployconv plugins ({', '.join(plugins)}) but {plugin_src} has no "
@@ -239,7 +248,7 @@ def make_bundle(export_dir: Path, out_dir: Path, *, force: bool = False, root: P
         notes.append(f"no deployconv sources at {root} (pyproject.toml + deployconv/): install deployconv on the "
                      "device yourself")
 
-    proto = onnx.load(str(export_dir / "model.onnx"))
+    proto = onnx.load(str(export_dir / MODEL_ONNX))
     dla = dla_capability(proto, target) if target.uses_dla else None
     trtexec, trtexec_run, trtexec_note = trtexec_lines(proto, target)
     if target.runtime == "tensorrt" and trtexec is None:
@@ -247,8 +256,8 @@ def make_bundle(export_dir: Path, out_dir: Path, *, force: bool = False, root: P
     with atomic_dir(out_dir, force) as tmp:
         for name in EXPORT_FILES:
             shutil.copyfile(export_dir / name, tmp / name)
-        twin = manifest.get("ort_model", "model.onnx")
-        if twin != "model.onnx":  # the plugin graph's ONNX Runtime twin: on-device parity without the engine
+        twin = manifest.ort_model
+        if manifest.has_ort_twin:  # the plugin graph's ONNX Runtime twin: on-device parity without the engine
             (tmp / twin).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(export_dir / twin, tmp / twin)
         n_plugin = copy_sources(plugin_src, tmp / PLUGINS_DIR) if has_plugin_src else 0
@@ -262,27 +271,25 @@ def make_bundle(export_dir: Path, out_dir: Path, *, force: bool = False, root: P
         if dla is not None:
             (tmp / DLA_FILE).write_text(json.dumps(dla.to_dict(), indent=2) + "\n")
         (tmp / "README.md").write_text(render_readme(ReadmeFacts(
-            model=manifest["model"], target=target.name, description=target.description, runtime=target.runtime,
+            model=manifest.model, target=target.name, description=target.description, runtime=target.runtime,
             precision=target.precision, io=_io_text(manifest), device=_device_text(target),
             tensorrt=_tensorrt_text(target), plugins=tuple(plugins),
             plugin_archs=tuple(target.tensorrt.plugin_archs) if target.tensorrt else (),
             has_plugin_sources=bool(n_plugin), has_python_sources=bool(n_python), trtexec=trtexec,
             trtexec_note=trtexec_note, trtexec_run=trtexec_run, dla_summary=dla.summary() if dla else None,
-            device_notes=target.device.notes if target.device else (), has_ort_twin=twin != "model.onnx")))
-        body = {k: v for k, v in manifest.items() if k != "files"}
-        body["bundle"] = {
-            "format": BUNDLE_FORMAT,
-            "export_manifest_sha256": sha256_file(export_dir / MANIFEST),
-            "plugin_sources": n_plugin,
-            "python_sources": n_python,
-            "plugin_library": PLUGIN_LIBRARY if plugins else None,
-            "plugin_archs": list(target.tensorrt.plugin_archs) if target.tensorrt else [],
-            "dla": dla.counts if dla else None,
-            "trtexec": trtexec,
-            "trtexec_run": trtexec_run,
-        }
-        write_manifest(tmp, body)
-        files = len(read_manifest(tmp)["files"]) + 1
+            device_notes=target.device.notes if target.device else (), has_ort_twin=manifest.has_ort_twin)))
+        write_manifest(tmp, replace(manifest, files={}, bundle=BundleInfo(
+            format=BUNDLE_FORMAT,
+            export_manifest_sha256=sha256_file(export_dir / MANIFEST),
+            plugin_sources=n_plugin,
+            python_sources=n_python,
+            plugin_library=PLUGIN_LIBRARY if plugins else None,
+            plugin_archs=tuple(target.tensorrt.plugin_archs) if target.tensorrt else (),
+            dla=dla.counts if dla else None,
+            trtexec=trtexec,
+            trtexec_run=trtexec_run,
+        )))
+        files = len(read_manifest(tmp).files) + 1
         signer = sign_manifest(tmp, sign_key) if sign_key is not None else None
         digest = manifest_sha256(tmp)
         with atomic_path(tarball) as tmp_tar:

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-PLUGIN_BUILD_DIR = "plugins/build"
-PLUGIN_LIBRARY = f"{PLUGIN_BUILD_DIR}/libdeployconv_plugins.so"
+from deployconv.core.artifacts.names import ENGINE, MODEL_ONNX, PLUGIN_BUILD_DIR, PLUGIN_LIBRARY
 
 
 @dataclass(frozen=True)
@@ -192,5 +191,5 @@ def render_readme(f: ReadmeFacts) -> str:
         n += 1
     parts.append(_VALIDATE.format(n=n))
     n += 1
-    parts.append(_BENCH.format(n=n, artifact="engine.plan" if trt else "model.onnx"))
+    parts.append(_BENCH.format(n=n, artifact=ENGINE if trt else MODEL_ONNX))
     return "\n".join(parts).rstrip() + "\n"

@@ -13,6 +13,8 @@ from typing import Any
 
 import onnx
 
+from deployconv.core.artifacts import EngineEntry
+from deployconv.core.artifacts.names import MODEL_ONNX
 from deployconv.core.errors import MissingEnvironmentError
 from deployconv.core.target import Target
 from deployconv.engine.builder import build_engine
@@ -23,12 +25,12 @@ from deployconv.validate.io_layout import IOLayout
 
 @dataclass
 class EngineOutcome:
-    entry: dict[str, Any]  # the manifest's and report's "engine" entry
+    entry: EngineEntry  # the manifest's and report's "engine" entry
     staged: dict[str, Path] = field(default_factory=dict)  # file name in OUT -> its staged path (model.onnx too)
 
     @property
     def built(self) -> bool:
-        return self.entry.get("status") == "built"
+        return self.entry.built
 
 
 @contextmanager
@@ -57,14 +59,16 @@ def engine_step(artifact: onnx.ModelProto, tgt: Target, opts: ExportOptions, lay
                 requested: dict[str, Any], staging: Path, out: Path) -> EngineOutcome:
     """Write the artifact into `staging` and build engine.plan beside it; a missing TensorRT (or one that cannot
     build this target here) is a recorded skip, not an error (`--require-engine` makes it one, in export)."""
-    onnx.save(artifact, staging / "model.onnx")
+    onnx.save(artifact, staging / MODEL_ONNX)
     spec: Any = tgt if layout is None else engine_spec_for(tgt, shapes=layout.spec.profile_shapes())
     try:
-        entries = build_engine(staging / "model.onnx", spec, staging, plugins=opts.plugins, requested=requested)
+        entries = build_engine(staging / MODEL_ONNX, spec, staging, plugins=opts.plugins, requested=requested)
     except MissingEnvironmentError as e:
-        status = "skipped: TensorRT not installed" if "not installed" in e.what else f"skipped: {e.what}"
-        entry = {"status": status, "what": e.what, "why": e.why, "how": e.fix, "trtexec": list(e.details),
-                 "build_later": f"deployconv build-engine {out / 'model.onnx'} --target {tgt.name}"}
-        return EngineOutcome(relocate(entry, staging, out), {"model.onnx": staging / "model.onnx"})
+        here = lambda text: relocate(text, staging, out)  # noqa: E731
+        status = "skipped: TensorRT not installed" if "not installed" in e.what else f"skipped: {here(e.what)}"
+        entry = EngineEntry(status, what=here(e.what), why=here(e.why), how=here(e.fix),
+                            trtexec=tuple(here(d) for d in e.details),
+                            build_later=f"deployconv build-engine {out / MODEL_ONNX} --target {tgt.name}")
+        return EngineOutcome(entry, {MODEL_ONNX: staging / MODEL_ONNX})
     staged = {p.name: p for p in sorted(staging.iterdir())}
-    return EngineOutcome({"status": "built", **relocate(entries, staging, out)}, staged)
+    return EngineOutcome(EngineEntry.from_build(relocate(entries, staging, out)), staged)

@@ -102,8 +102,8 @@ def export(model: str | torch.nn.Module, target: str | Target, out: Path | None 
                                       engine, notes, laps.timings), force)
     laps.lap("write")
     if engine is not None and not engine.built and opts.require_engine:
-        raise MissingEnvironmentError(f"no engine was built for {tgt.name}: {engine.entry.get('status')}",
+        raise MissingEnvironmentError(f"no engine was built for {tgt.name}: {engine.entry.status}",
                                       why=f"--require-engine was given; {req.out} holds the exported ONNX",
-                                      fix=engine.entry.get("how", "install TensorRT >= " + (
-                                          tgt.tensorrt.min_version if tgt.tensorrt else "10")))
-    return ExportResult(req.out, report, parity.report.passed, laps.timings)
+                                      fix=engine.entry.how or "install TensorRT >= " + (
+                                          tgt.tensorrt.min_version if tgt.tensorrt else "10"))
+    return ExportResult(req.out, report.to_dict(), parity.report.passed, laps.timings)

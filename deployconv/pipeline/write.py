@@ -14,6 +14,9 @@ import numpy as np
 import onnx
 import torch
 
+from deployconv.core.artifacts import EngineEntry, ExportReport, Manifest, PluginRef
+from deployconv.core.artifacts.manifest import EXPORT_FORMAT
+from deployconv.core.artifacts.names import MODEL_ONNX, ORT_DIR, ORT_MODEL, REFERENCE, REPORT
 from deployconv.core.fsio import atomic_dir
 from deployconv.core.reference import RefPoint, save_reference
 from deployconv.pipeline.engine import EngineOutcome
@@ -54,69 +57,71 @@ class Outputs:
         return self.precision.twin if self.precision is not None else self.graphs.twin
 
 
-def export_report(o: Outputs) -> dict[str, Any]:
+def _engine(o: Outputs) -> EngineEntry | None:
+    return o.engine.entry if o.engine is not None else None
+
+
+def export_report(o: Outputs) -> ExportReport:
     """report.json: what each step found."""
     tgt, precision, graphs = o.req.target, o.precision, o.graphs
-    report = {
-        "model": o.req.name,
-        "target": tgt.to_dict(),
-        "notes": o.notes,
-        "reparam": o.deploy.reparam_report.to_dict(),
-        "export": asdict(graphs.export_info),
-        "simplify": asdict(graphs.simplify_info),
-        "graph": {"raw": asdict(o.checks.raw), "final": asdict(o.checks.final)},
-        "ort_twin": twin_report(graphs),
-        "precision": precision.report if precision is not None else None,
-        "dla": o.checks.dla,
-        "parity": o.parity.report.to_dict(),
-        "latency": o.latency,
-        "timings_s": o.timings,
-    }
-    if o.engine is not None:
-        report["engine"] = o.engine.entry
-    return report
+    return ExportReport(
+        model=o.req.name,
+        target=tgt.to_dict(),
+        notes=tuple(o.notes),
+        reparam=o.deploy.reparam_report.to_dict(),
+        export=asdict(graphs.export_info),
+        simplify=asdict(graphs.simplify_info),
+        graph={"raw": asdict(o.checks.raw), "final": asdict(o.checks.final)},
+        ort_twin=twin_report(graphs),
+        precision=precision.report if precision is not None else None,
+        dla=o.checks.dla,
+        parity=o.parity.report.to_dict(),
+        latency=o.latency,
+        timings_s=o.timings,
+        engine=_engine(o),
+    )
 
 
-def export_manifest(o: Outputs) -> dict[str, Any]:
+def export_manifest(o: Outputs) -> Manifest:
     """manifest.json's body (write_manifest adds the file hashes and tool versions)."""
     tgt, opts, precision, exp_info, layout = o.req.target, o.opts, o.precision, o.graphs.export_info, o.built.layout
     model, artifact = o.req.model, o.artifact
     assert exp_info is not None
-    return {
-        "format": "deployconv.export/1",
-        "model": o.req.name,
-        "model_source_sha256": source_sha256(model) if isinstance(model, str) else None,
-        "weights": str(Path(opts.weights).resolve()) if opts.weights else None,
-        "weights_sha256": sha256_file(Path(opts.weights)) if opts.weights else None,
-        "allow_missing": list(opts.allow_missing),
-        "reproducible": isinstance(model, str),
-        "init_seed": opts.seed,
-        "target": tgt.name,
-        "target_spec": tgt.to_dict(),
-        "runtime": tgt.runtime,
-        "precision": tgt.precision,
-        "io_dtype": opts.io_dtype or tgt.io_dtype,
-        "opset": o.req.opset,
-        "batch": None if tgt.dynamic_batch else o.built.batch,
-        "exporter": exp_info.exporter,
-        "exporter_fallback_reason": exp_info.fallback_reason,
-        "lowering": exp_info.lowering,
-        "plugins": plugins_used(artifact),
-        "ort_model": "ort/model.onnx" if o.ort_graph is not artifact else "model.onnx",
-        "precision_report": precision.manifest if precision is not None else None,
-        "dla": o.checks.dla,
-        "engine": o.engine.entry if o.engine is not None else None,
-        "io": io_signature(artifact),
-        "io_spec": layout.to_manifest() if layout is not None else None,
-        "input_preprocessing": {k: getattr(o.built.info, k)
-                                for k in ("input_size", "mean", "std", "interpolation", "crop_pct")},
-        "parity_passed": o.parity.report.passed,
-    }
+    return Manifest(
+        format=EXPORT_FORMAT,
+        model=o.req.name,
+        model_source_sha256=source_sha256(model) if isinstance(model, str) else None,
+        weights=str(Path(opts.weights).resolve()) if opts.weights else None,
+        weights_sha256=sha256_file(Path(opts.weights)) if opts.weights else None,
+        allow_missing=tuple(opts.allow_missing),
+        reproducible=isinstance(model, str),
+        init_seed=opts.seed,
+        target=tgt.name,
+        target_spec=tgt.to_dict(),
+        runtime=tgt.runtime,
+        precision=tgt.precision,
+        io_dtype=opts.io_dtype or tgt.io_dtype,
+        opset=o.req.opset,
+        batch=None if tgt.dynamic_batch else o.built.batch,
+        exporter=exp_info.exporter,
+        exporter_fallback_reason=exp_info.fallback_reason,
+        lowering=exp_info.lowering,
+        plugins=plugins_used(artifact),
+        ort_model=ORT_MODEL if o.ort_graph is not artifact else MODEL_ONNX,
+        precision_report=precision.manifest if precision is not None else None,
+        dla=o.checks.dla,
+        engine=_engine(o),
+        io=io_signature(artifact),
+        io_spec=layout.to_manifest() if layout is not None else None,
+        input_preprocessing={k: getattr(o.built.info, k)
+                             for k in ("input_size", "mean", "std", "interpolation", "crop_pct")},
+        parity_passed=o.parity.report.passed,
+    )
 
 
-def plugins_used(proto: onnx.ModelProto) -> list[dict]:
+def plugins_used(proto: onnx.ModelProto) -> tuple[PluginRef, ...]:
     used = sorted({n.op_type for n in proto.graph.node if n.domain == ONNX_DOMAIN})
-    return [{"name": n, "version": PLUGINS[n].version, "namespace": PLUGINS[n].namespace} for n in used if n in PLUGINS]
+    return tuple(PluginRef(n, PLUGINS[n].version, PLUGINS[n].namespace) for n in used if n in PLUGINS)
 
 
 def reference_points(o: Outputs) -> list[RefPoint]:
@@ -140,19 +145,19 @@ def reference_points(o: Outputs) -> list[RefPoint]:
     return points
 
 
-def write_export(o: Outputs, force: bool) -> dict[str, Any]:
+def write_export(o: Outputs, force: bool) -> ExportReport:
     """Write OUT (see the module docstring); the report, as written."""
     report = export_report(o)
     staged = o.engine.staged if o.engine is not None else {}
     with atomic_dir(o.req.out, force) as tmp:
         for name, path in staged.items():  # the engine step's files: model.onnx as the engine was built from it
             shutil.move(str(path), str(tmp / name))
-        if "model.onnx" not in staged:
-            onnx.save(o.artifact, tmp / "model.onnx")
+        if MODEL_ONNX not in staged:
+            onnx.save(o.artifact, tmp / MODEL_ONNX)
         if o.ort_graph is not o.artifact:
-            (tmp / "ort").mkdir()
-            onnx.save(o.ort_graph, tmp / "ort" / "model.onnx")
-        save_reference(tmp / "reference.npz", reference_points(o))
-        (tmp / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+            (tmp / ORT_DIR).mkdir()
+            onnx.save(o.ort_graph, tmp / ORT_MODEL)
+        save_reference(tmp / REFERENCE, reference_points(o))
+        (tmp / REPORT).write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
         write_manifest(tmp, export_manifest(o))
     return report

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from deployconv.core.artifacts.names import PLUGIN_LIBRARY_NAME
 from deployconv.core.compat import arch_key, gpu_fit
 from deployconv.core.env import available_cpus, probe_gpus
 from deployconv.core.errors import BadInputError, MissingEnvironmentError
@@ -33,7 +34,7 @@ from deployconv.core.version import __version__
 from deployconv.plugins.archs import DEFAULT_ARCHS, listed_archs, supported_archs
 from deployconv.plugins.table import PLUGINS
 
-LIBRARY_NAME = "libdeployconv_plugins.so"
+LIBRARY_NAME = PLUGIN_LIBRARY_NAME
 KERNELS_NAME = "libdeployconv_kernels.a"
 BUILD_INFO_NAME = "build_info.json"
 BUILD_TXT_NAME = "deployconv_build.txt"  # CMakeLists.txt writes it next to what it built

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from deployconv.accuracy.markdown import HEADERS, rows
+from deployconv.report import plots
 from deployconv.report.markup import esc, figure, notes, section, table, td
+from deployconv.report.style import CSP, CSS
 
 
 def ledger_plot(ledger: dict[str, Any]) -> str:
     """top-1 (and top-5) per stage with interval whiskers, as an SVG data URI; '' without matplotlib."""
-    from deployconv.report import plots
-
     if plots.missing_reason() or not ledger["stages"]:
         return ""
     import matplotlib
@@ -37,8 +38,6 @@ def ledger_plot(ledger: dict[str, Any]) -> str:
 def accuracy_section(ledger: dict[str, Any] | None) -> str:
     if not ledger:
         return ""
-    from deployconv.accuracy.markdown import HEADERS, rows
-
     body_rows = []
     for s, r in zip(ledger["stages"], rows(ledger)):
         cls = "fail" if (s["vs_fp32"] or {}).get("significant") and s["vs_fp32"]["top1_delta_pts"] < 0 else None
@@ -57,8 +56,6 @@ def accuracy_section(ledger: dict[str, Any] | None) -> str:
 
 
 def accuracy_page(ledger: dict[str, Any], title: str) -> str:
-    from deployconv.report.page import CSP, CSS
-
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
             f"<title>{esc(title)}</title><style>{CSS}</style></head><body><h1>{esc(title)}</h1>"

@@ -10,18 +10,21 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from deployconv.core.artifacts import Manifest
+from deployconv.core.artifacts.names import MODEL_ONNX
+
 PRECISION_TOKENS = ("fp64", "fp32", "fp16", "bf16", "int8")
 
 
-def tool(manifest: dict[str, Any], name: str) -> str | None:
-    return (manifest.get("tools") or {}).get(name)
+def tool(manifest: Manifest, name: str) -> str | None:
+    return manifest.tools.get(name)
 
 
 def _with_version(name: str, version: str | None) -> str:
     return f"{name} {version}" if version else f"{name} (version not recorded)"
 
 
-def stage_runtime(stage: str, manifest: dict[str, Any]) -> str:
+def stage_runtime(stage: str, manifest: Manifest) -> str:
     """Runtime and device of a parity stage, from its name; 'not recorded' when the name does not say."""
     s = stage.lower()
     if "ort-cpu" in s or "onnxruntime" in s:
@@ -45,10 +48,10 @@ def stage_precision(stage: str, target_precision: str | None) -> str:
     return target_precision or "not recorded"
 
 
-def input_shape(manifest: dict[str, Any], batch: int | None) -> str:
+def input_shape(manifest: Manifest, batch: int | None) -> str:
     """'1x3x224x224 float32' from the manifest's preprocessing input size (or its ONNX inputs)."""
-    size = (manifest.get("input_preprocessing") or {}).get("input_size")
-    inputs = (manifest.get("io") or {}).get("inputs") or []
+    size = manifest.input_preprocessing.get("input_size")
+    inputs = manifest.io.get("inputs") or []
     dtype = inputs[0].get("dtype", "") if inputs else ""
     if size:
         dims = [batch if batch is not None else "N", *size]
@@ -59,7 +62,7 @@ def input_shape(manifest: dict[str, Any], batch: int | None) -> str:
     return "x".join(str(d) for d in dims) + (f" {dtype}" if dtype else "")
 
 
-def parity_inputs(parity: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
+def parity_inputs(parity: dict[str, Any], manifest: Manifest) -> list[str]:
     """One line per input set the chain ran on (random batches, images, a recorded reference)."""
     lines = []
     for kind, d in (parity.get("inputs") or {}).items():
@@ -132,13 +135,13 @@ def run_load(run: dict[str, Any]) -> str:
     return "not recorded" if not load else " / ".join(f"{x:.2f}" for x in load) + " (1/5/15 min, at start)"
 
 
-def run_precision(run: dict[str, Any], manifest: dict[str, Any], target: dict[str, Any]) -> str:
+def run_precision(run: dict[str, Any], manifest: Manifest, target: dict[str, Any]) -> str:
     """The timed inputs' dtype and, when the run timed this export's own model.onnx (same sha256), the
     target's precision; a PyTorch run records only its input dtype."""
     c, fp = run.get("conditions") or {}, run.get("fingerprint") or {}
     text = f"inputs {c.get('dtype') or 'not recorded'}"
     graph = c.get("graph_sha256") or fp.get("graph_sha256")
-    if graph and graph == (manifest.get("files") or {}).get("model.onnx"):
+    if graph and graph == manifest.files.get(MODEL_ONNX):
         text += f"; graph: this export's model.onnx, target {target.get('name')} ({target.get('precision')})"
     elif graph:
         text += "; graph: not this export's model.onnx (sha256 differs)"

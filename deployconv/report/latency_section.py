@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from deployconv.core.artifacts import Manifest
 from deployconv.report import conditions, numbers
 from deployconv.report.markup import esc, kv_table, notes, num_td, para, pointer, section, table, td
 from deployconv.report.source import REPORT, ExportDir
@@ -42,7 +43,7 @@ class Run:
 def collect_runs(d: ExportDir) -> list[Run]:
     """The export's short side-by-side benchmark, then every bench*.json in the directory."""
     runs = [Run(label, REPORT, ("latency", "runs", label), run)
-            for label, run in ((d.report.get("latency") or {}).get("runs") or {}).items()]
+            for label, run in ((d.report.latency or {}).get("runs") or {}).items()]
     runs += [Run(f"{b.name}: {conditions.run_runtime(b.data)}", b.name, (), b.data) for b in d.benches]
     return runs
 
@@ -112,7 +113,7 @@ def summary_table(runs: Sequence[Run]) -> str:
     return table(headers, rows, class_="latency")
 
 
-def run_conditions(run: Run, manifest: dict[str, Any], target: dict[str, Any]) -> str:
+def run_conditions(run: Run, manifest: Manifest, target: dict[str, Any]) -> str:
     c, fp = run.data.get("conditions") or {}, run.data.get("fingerprint") or {}
     graph = c.get("graph_sha256") or fp.get("graph_sha256")
     rows = [
@@ -135,11 +136,11 @@ def latency_section(d: ExportDir, figures: dict[str, str], overview: str, plots_
     """`figures`: run label -> rendered <figure> (empty when it could not be drawn)."""
     runs = collect_runs(d)
     if not runs:
-        why = ("export ran with --no-bench" if "latency" in d.report and d.report["latency"] is None
-               else "report.json holds no latency")
+        why = ("export ran with --no-bench" if d.report.latency is None
+               else "report.json holds no latency runs")
         return section("latency", "Latency", para(f"no latency measured: {why}; run `deployconv bench DIR "
                                                   "--out DIR/bench.json` to add one"))
-    lat = d.report.get("latency") or {}
+    lat = d.report.latency or {}
     head = ""
     if lat:
         head = para(f"export's short benchmark: batch {lat.get('batch')}, {lat.get('threads')} threads, "
@@ -151,5 +152,5 @@ def latency_section(d: ExportDir, figures: dict[str, str], overview: str, plots_
     body += overview
     for r in runs:
         body += (f'<div class="run"><h3>{esc(r.label)}</h3>' + figures.get(r.label, "")
-                 + run_conditions(r, d.manifest, d.report["target"]) + notes(run_notes(r)) + "</div>")
+                 + run_conditions(r, d.manifest, d.report.target) + notes(run_notes(r)) + "</div>")
     return section("latency", "Latency", body)

@@ -3,26 +3,24 @@ section, and where the numbers come from (files and hashes)."""
 
 from __future__ import annotations
 
-from typing import Any
-
+from deployconv.core.artifacts import Manifest
 from deployconv.report import numbers
+from deployconv.report.gate_section import read_gate
 from deployconv.report.markup import badge, esc, kv_table, notes, num_td, pointer, section, td
 from deployconv.report.source import MANIFEST, REPORT, ExportDir
 
 
-def _io(manifest: dict[str, Any], side: str) -> str:
-    rows = (manifest.get("io") or {}).get(side) or []
+def _io(manifest: Manifest, side: str) -> str:
+    rows = manifest.io.get(side) or []
     return ", ".join(f"{r.get('name')}: {r.get('dtype')}[{'x'.join(map(str, r.get('shape') or []))}]"
                      for r in rows) or "not recorded"
 
 
 def verdicts(d: ExportDir) -> str:
-    parity = d.report["parity"]
+    parity = d.report.parity
     out = [badge(parity["passed"], "parity passed" if parity["passed"]
                  else f"parity FAILED at {parity.get('broke_at')}")]
     if d.gate is not None:
-        from deployconv.report.gate_section import read_gate
-
         g = read_gate(d.gate)
         out.append(badge(g.passed, f"gate {g.decision or ('passed' if g.passed else 'failed')}"))
     if d.report_matches_manifest is False:
@@ -32,33 +30,32 @@ def verdicts(d: ExportDir) -> str:
 
 def overview_section(d: ExportDir, host: str) -> str:
     r, m = d.report, d.manifest
-    t = r["target"]
-    tools = m.get("tools") or {}
+    t = r.target
+    tools = m.tools
     rows = [
-        ("model", td(r["model"])),
+        ("model", td(r.model)),
         ("target", td(f"{t.get('name')}: {t.get('description') or ''}".rstrip(": "))),
-        ("runtime", td(t.get("runtime") or m.get("runtime"))),
-        ("precision", td(t.get("precision") or m.get("precision"))),
+        ("runtime", td(t.get("runtime") or m.runtime)),
+        ("precision", td(t.get("precision") or m.precision)),
         ("inputs", td(_io(m, "inputs"))),
         ("outputs", td(_io(m, "outputs"))),
         ("export host", td(host)),
-        ("opset / exporter", td(f"{m.get('opset', t.get('opset'))} / {m.get('exporter', '-')}")),
-        ("custom-op lowering", td(m.get("lowering") or "none (no custom ops)")),
-        ("plugins", td(", ".join(f"{p.get('name')} v{p.get('version')}" for p in m.get("plugins") or []) or "none")),
+        ("opset / exporter", td(f"{m.opset} / {m.exporter}")),
+        ("custom-op lowering", td(m.lowering or "none (no custom ops)")),
+        ("plugins", td(", ".join(f"{p.name} v{p.version}" for p in m.plugins) or "none")),
         ("tools", td(", ".join(f"{k} {v}" for k, v in tools.items() if v) or "not recorded")),
     ]
-    engine = r.get("engine")
-    if isinstance(engine, dict):
-        rows.append(("TensorRT engine", td(engine.get("status") or "status not recorded")))
+    if r.engine is not None:
+        rows.append(("TensorRT engine", td(r.engine.status)))
     elif t.get("runtime") == "tensorrt":
         rows.append(("TensorRT engine", td("not recorded in report.json")))
-    g = (r.get("graph") or {}).get("final")
+    g = (r.graph or {}).get("final")
     if g:
         rows.append(("graph nodes", num_td(g.get("nodes"), pointer(REPORT, "graph", "final", "nodes"),
                                            numbers.integer)))
         ops = g.get("op_counts") or {}
         rows.append(("ops", td(", ".join(f"{k} {v}" for k, v in ops.items()) or "-")))
-    rp = r.get("reparam")
+    rp = r.reparam
     if rp:
         rows.append(("parameters, train form", num_td(rp.get("params_before"),
                                                       pointer(REPORT, "reparam", "params_before"), numbers.integer)))
@@ -71,12 +68,12 @@ def overview_section(d: ExportDir, host: str) -> str:
     check = {True: "matches manifest.json", False: "DIFFERS from manifest.json: edited after export",
              None: "manifest.json records no hash for it"}[match]
     rows.append(("source", td(f"{d.path.resolve()}: {REPORT} sha256 {d.report_sha256} ({check})")))
-    files = m.get("files") or {}
+    files = m.files
     rows.append(("files (manifest)", td(", ".join(files) or "-")))
     rows.append(("every number", td("its source field is in the cell's data-src attribute (file#/JSON Pointer); "
                                     "hovering shows the full stored value")))
-    title = f'<h1>{esc(r["model"])} &rarr; {esc(t.get("name"))}</h1>'
-    export_notes = [str(n) for n in r.get("notes") or []]
+    title = f'<h1>{esc(r.model)} &rarr; {esc(t.get("name"))}</h1>'
+    export_notes = [str(n) for n in r.notes]
     return title + verdicts(d) + section("overview", "Overview and conditions",
                                          kv_table(rows) + notes(export_notes)) + (
-        f'<p class="small">{esc(MANIFEST)} format {esc(m.get("format"))}</p>')
+        f'<p class="small">{esc(MANIFEST)} format {esc(m.format)}</p>')

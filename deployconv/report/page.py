@@ -5,8 +5,9 @@ stays self-contained even if a later edit slipped in an external reference."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
+from deployconv.core.artifacts import ExportReport
+from deployconv.core.artifacts.names import REPORT
 from deployconv.core.version import __version__
 from deployconv.report import conditions, plots
 from deployconv.report.accuracy_section import accuracy_section
@@ -17,32 +18,7 @@ from deployconv.report.overview_section import overview_section
 from deployconv.report.parity_section import parity_section
 from deployconv.report.placement_section import placement_section
 from deployconv.report.source import ExportDir
-
-CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
-
-CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px auto;max-width:1500px;
-color:#1d1d1f;padding:0 16px}
-h1{font-size:22px;margin:0 0 8px}h2{font-size:18px;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}
-h3{font-size:15px;margin:18px 0 6px}
-table{border-collapse:collapse;margin:8px 0;font-size:12.5px}
-th,td{border:1px solid #d8d8d8;padding:3px 7px;text-align:left;vertical-align:top}
-thead th{background:#f3f4f6;position:sticky;top:0}
-table.kv th{background:#f7f7f8;font-weight:600;white-space:nowrap}
-td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap;font-family:ui-monospace,Menlo,monospace}
-td.name{font-weight:600;white-space:nowrap}
-.pass{background:#e6f4ea;color:#14532d}.fail{background:#fde8e8;color:#7f1d1d}.na{color:#888}
-td.dla{background:#e6f0fb}td.gpu{background:#fff4e0}
-.scroll{overflow-x:auto}
-.badge{display:inline-block;border-radius:4px;padding:2px 8px;margin-right:6px;font-weight:600}
-.badge.pass{background:#1f7a3a;color:#fff}.badge.fail{background:#b42318;color:#fff}.badge.na{background:#666;color:#fff}
-.verdict{font-weight:600}p.verdict.pass,p.verdict.fail{display:inline-block;padding:2px 8px;border-radius:4px}
-ul.notes{background:#fff8e1;border-left:4px solid #f0b400;padding:6px 6px 6px 28px;margin:6px 0}
-.warn{background:#fff8e1;padding:4px 8px}
-figure{margin:8px 0}figure img{max-width:100%;height:auto}figcaption{font-size:12px;color:#555}
-.run{border-top:1px dashed #ccc;margin-top:14px}
-.small{font-size:12px;color:#666}
-"""
+from deployconv.report.style import CSP, CSS  # re-exported: matrix/page.py shares the look
 
 
 @dataclass
@@ -53,7 +29,7 @@ class Page:
 
 def _host(runs: list[Run]) -> str:
     """The export host as its latency fingerprint describes it (parity ran on the same machine)."""
-    fp = next((r.data.get("fingerprint") for r in runs if r.file == "report.json" and r.data.get("fingerprint")),
+    fp = next((r.data.get("fingerprint") for r in runs if r.file == REPORT and r.data.get("fingerprint")),
               None)
     return conditions.host(fp) + (" (from the latency fingerprint)" if fp else "")
 
@@ -80,13 +56,13 @@ def _latency_figures(runs: list[Run]) -> tuple[dict[str, str], str]:
     return figures, overview
 
 
-def _parity_figure(report: dict[str, Any]) -> str:
-    stages = report["parity"]["stages"]
+def _parity_figure(report: ExportReport) -> str:
+    stages = report.parity["stages"]
     bars = [plots.ErrorBar(s["stage"], (s.get("vs_previous") or {}).get("max_abs_rel_scale"),
                            (s.get("vs_reference") or {}).get("max_abs_rel_scale")) for s in stages]
     if not any(b.vs_previous is not None for b in bars):
         return ""
-    budget = report["parity"]["budget"]["max_abs_rel_scale"]
+    budget = report.parity["budget"]["max_abs_rel_scale"]
     return figure(plots.parity_errors(bars, budget), "parity error per stage against the budget",
                   "max |difference| / max |reference| per stage, log scale; dashed line: the chain's budget")
 
@@ -103,11 +79,11 @@ def build_page(d: ExportDir) -> Page:
     host = _host(runs)
     body = (overview_section(d, host)
             + parity_section(d.report, d.manifest, host, parity_fig)
-            + accuracy_section(d.report.get("accuracy"))
+            + accuracy_section(d.report.accuracy)
             + latency_section(d, figures, overview, missing)
             + gate_section(d.gate)
-            + placement_section(d.manifest, d.report["target"]))
-    title = f"deployconv report: {d.report['model']} -> {d.report['target'].get('name')}"
+            + placement_section(d.manifest, d.report.target))
+    title = f"deployconv report: {d.report.model} -> {d.report.target.get('name')}"
     html = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
             '<meta name="viewport" content="width=device-width,initial-scale=1">'

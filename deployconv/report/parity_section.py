@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from deployconv.core.artifacts import ExportReport, Manifest
 from deployconv.report import conditions, numbers
 from deployconv.report.markup import esc, finite, kv_table, notes, num_td, para, pointer, section, table, td
 from deployconv.report.source import REPORT
@@ -64,7 +65,7 @@ def budget_line(budget: dict[str, Any]) -> str:
             + "; outputs must be finite")
 
 
-def _stage_row(i: int, s: dict[str, Any], budget: dict[str, Any], manifest: dict[str, Any],
+def _stage_row(i: int, s: dict[str, Any], budget: dict[str, Any], manifest: Manifest,
                precision: str | None) -> list[str]:
     base = ("parity", "stages", i)
     prev, ref = s.get("vs_previous") or {}, s.get("vs_reference") or {}
@@ -107,10 +108,10 @@ def divergence_block(div: Any) -> str:
     return '<h3 class="fail">first diverging layer</h3>' + kv_table(rows)
 
 
-def parity_section(report: dict[str, Any], manifest: dict[str, Any], host: str, figure_html: str) -> str:
-    parity, target = report["parity"], report["target"]
+def parity_section(report: ExportReport, manifest: Manifest, host: str, figure_html: str) -> str:
+    parity, target = report.parity, report.target
     budget = parity["budget"]
-    precision = target.get("precision") or manifest.get("precision")
+    precision = target.get("precision") or manifest.precision
     verdict = ("passed" if parity["passed"]
                else f"FAILED at {parity.get('broke_at') or next(s['stage'] for s in parity['stages'] if not s['passed'])}")
     cond = kv_table([

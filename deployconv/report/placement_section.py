@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from deployconv.core.artifacts import Manifest
 from deployconv.report import numbers
 from deployconv.report.markup import (
     is_number,
@@ -25,14 +26,9 @@ from deployconv.report.source import MANIFEST
 LIST_KEYS = ("layers", "graph_problems", "not_layers", "notes", "counts")
 
 
-def dla_section(manifest: dict[str, Any]) -> tuple[Any, tuple[str, ...]] | None:
-    """The manifest's DLA section and its JSON path: `dla` at the top, or under `capabilities`."""
-    if manifest.get("dla") is not None:
-        return manifest["dla"], ("dla",)
-    caps = manifest.get("capabilities")
-    if isinstance(caps, dict) and caps.get("dla") is not None:
-        return caps["dla"], ("capabilities", "dla")
-    return None
+def dla_section(manifest: Manifest) -> tuple[Any, tuple[str, ...]] | None:
+    """The manifest's DLA section and its JSON path (`dla`, written by deployconv.engine.dla)."""
+    return None if manifest.dla is None else (manifest.dla, ("dla",))
 
 
 def layers_of(dla: Any) -> tuple[list[dict[str, Any]], tuple[str | int, ...]]:
@@ -81,7 +77,7 @@ def _counts_table(layers: list[dict[str, Any]], recorded: Any, base: tuple[str, 
     return table(headers, rows, class_="counts"), mismatches
 
 
-def placement_section(manifest: dict[str, Any], target: dict[str, Any]) -> str:
+def placement_section(manifest: Manifest, target: dict[str, Any]) -> str:
     found = dla_section(manifest)
     if found is None:
         return section("placement", "DLA / GPU layer placement", para(no_dla_text(target)))

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deployconv.core.artifacts import ExportReport, Manifest
+from deployconv.core.artifacts.names import MANIFEST, REPORT
 from deployconv.core.errors import BadInputError
 
-REPORT = "report.json"
-MANIFEST = "manifest.json"
 GATE = "gate.json"
 BENCH_GLOB = "bench*.json"
 EXPORT_FORMAT = "deployconv.export/"
@@ -33,9 +33,12 @@ class BenchFile:
 
 @dataclass(frozen=True)
 class ExportDir:
+    """An export directory as the page reads it: report.json and manifest.json through their types
+    (deployconv.core.artifacts), read as strictly as `validate` reads them."""
+
     path: Path
-    report: dict[str, Any]
-    manifest: dict[str, Any]
+    report: ExportReport
+    manifest: Manifest
     report_sha256: str
     gate: dict[str, Any] | None = None
     benches: tuple[BenchFile, ...] = ()
@@ -43,7 +46,7 @@ class ExportDir:
     @property
     def report_matches_manifest(self) -> bool | None:
         """Whether report.json is the one the manifest hashed at export; None when the manifest has no hash."""
-        recorded = (self.manifest.get("files") or {}).get(REPORT)
+        recorded = self.manifest.files.get(REPORT)
         return None if recorded is None else recorded == self.report_sha256
 
 
@@ -63,13 +66,11 @@ def _read_json(path: Path, fix: str) -> Any:
         raise BadInputError(f"{path} is corrupt", why=f"not valid JSON: {e}", fix=fix) from None
 
 
-def _require(report: dict[str, Any], path: Path) -> None:
+def _require(report: ExportReport, path: Path) -> None:
     """The fields the page cannot do without; the rest is optional and shown when present."""
     fix = "re-export with this deployconv version (`deployconv export ... --force`)"
-    parity = report.get("parity")
-    missing = [k for k in ("model", "target", "parity") if k not in report]
-    if isinstance(parity, dict):
-        missing += [f"parity.{k}" for k in ("stages", "budget", "passed") if k not in parity]
+    parity = report.parity
+    missing = [f"parity.{k}" for k in ("stages", "budget", "passed") if k not in parity]
     if missing:
         raise BadInputError(f"{path} lacks {', '.join(missing)}",
                             why="it was written by another deployconv version, or edited", fix=fix)
@@ -78,9 +79,7 @@ def _require(report: dict[str, Any], path: Path) -> None:
                                                for s in stages):
         raise BadInputError(f"{path}: parity.stages is not a list of stages", why="the file was edited or is "
                             "from another tool", fix=fix)
-    if not isinstance(report["target"], dict):
-        raise BadInputError(f"{path}: target is not a target description", fix=fix)
-    latency = report.get("latency")
+    latency = report.latency
     if latency is not None and not (isinstance(latency, dict) and isinstance(latency.get("runs"), dict)):
         raise BadInputError(f"{path}: latency has no runs", fix=fix)
 
@@ -101,18 +100,25 @@ def load_export_dir(directory: Path) -> ExportDir:
     manifest_path, report_path = directory / MANIFEST, directory / REPORT
     if not manifest_path.is_file():
         raise _not_export(directory, f"it has no {MANIFEST}")
-    manifest = _read_json(manifest_path, "re-export (`deployconv export ... --force`); the manifest is written last")
-    fmt = manifest.get("format") if isinstance(manifest, dict) else None
+    raw_manifest = _read_json(manifest_path, "re-export (`deployconv export ... --force`); the manifest is written last")
+    fmt = raw_manifest.get("format") if isinstance(raw_manifest, dict) else None
     if not (isinstance(fmt, str) and fmt.startswith(EXPORT_FORMAT)):
         raise _not_export(directory, f"{MANIFEST} has format {fmt!r}, not {EXPORT_FORMAT}*")
+    manifest = Manifest.from_dict(raw_manifest, str(manifest_path))
     if not report_path.is_file():
         raise _not_export(directory, f"it has no {REPORT}")
     raw = report_path.read_bytes()
-    report = _read_json(report_path, "re-export (`deployconv export ... --force`)")
-    if not isinstance(report, dict):
+    data = _read_json(report_path, "re-export (`deployconv export ... --force`)")
+    if not isinstance(data, dict):
         raise BadInputError(f"{report_path} is corrupt", why="it is not a JSON object", fix="re-export")
+    missing = [k for k in ("model", "target", "parity") if k not in data]
+    if missing:
+        raise BadInputError(f"{report_path} lacks {', '.join(missing)}",
+                            why="it was written by another deployconv version, or edited",
+                            fix="re-export with this deployconv version (`deployconv export ... --force`)")
+    report = ExportReport.from_dict(data, str(report_path))
     _require(report, report_path)
-    for label, run in ((report.get("latency") or {}).get("runs") or {}).items():
+    for label, run in ((report.latency or {}).get("runs") or {}).items():
         _check_run(run, f"{report_path} latency run {label!r}")
     gate = None
     if (directory / GATE).is_file():

@@ -11,6 +11,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
+from deployconv.core.artifacts.names import ENGINE, MODEL_ONNX, ORT_MODEL
 from deployconv.core.errors import BadInputError, MissingEnvironmentError
 from deployconv.runtime.base import Runner, TensorMeta, is_dynamic, random_feed
 from deployconv.runtime.ort import CPU, CUDA, OrtRunner, available_cpus, resolve_providers, sha256_of
@@ -41,9 +42,9 @@ def resolve_artifact(artifact: str | os.PathLike[str], runtime: str = "ort-cpu")
         raise BadInputError(f"{path}: no such file or directory",
                             fix="give an exported directory (with model.onnx) or a .onnx file")
     if path.is_dir():
-        name = "engine.plan" if runtime == "trt" and (path / "engine.plan").is_file() else "model.onnx"
-        if runtime != "trt" and (path / "ort" / "model.onnx").is_file():
-            name = "ort/model.onnx"  # the artifact has plugin nodes: ONNX Runtime runs the twin
+        name = ENGINE if runtime == "trt" and (path / ENGINE).is_file() else MODEL_ONNX
+        if runtime != "trt" and (path / ORT_MODEL).is_file():
+            name = ORT_MODEL  # the artifact has plugin nodes: ONNX Runtime runs the twin
         if not (path / name).is_file():
             found = sorted(p.name for p in path.iterdir() if p.suffix in (".onnx", *ENGINE_SUFFIXES))
             raise BadInputError(f"{path} has no {name}",

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deployconv.core.artifacts.engine import EngineEntry
+from deployconv.core.artifacts.names import ENGINE, MANIFEST
 from deployconv.core.errors import BadInputError
 
 
@@ -30,8 +32,8 @@ class PlanFacts:
     carried_plugins: tuple[str, ...] = ()  # libraries serialized into the plan
 
     @classmethod
-    def from_manifest(cls, manifest: Mapping[str, Any] | None) -> PlanFacts:
-        plan = engine_entry(manifest).get("plan") or {}
+    def from_entry(cls, entry: EngineEntry | None) -> PlanFacts:
+        plan = (entry.engine.plan if entry is not None and entry.engine is not None else None) or {}
         if not plan:
             return cls()
         return cls(bool(plan.get("runtime_needs_host_code", False)),
@@ -40,24 +42,25 @@ class PlanFacts:
 
 
 def plan_facts_near(engine_path: str | Path) -> PlanFacts:
-    """PlanFacts from the manifest.json beside `engine_path` when it describes that engine, else unknown."""
+    """PlanFacts from the engine entry of the manifest.json beside `engine_path` when it describes that engine,
+    else unknown (no manifest, not JSON, or an entry that does not match the EngineEntry schema)."""
     path = Path(engine_path)
-    manifest = path.parent / "manifest.json"
+    manifest = path.parent / MANIFEST
     if not manifest.is_file():
         return PlanFacts()
     try:
         data = json.loads(manifest.read_text())
-    except (OSError, ValueError):
+        entry = engine_entry(data)
+    except (OSError, ValueError, BadInputError):
         return PlanFacts()
-    return PlanFacts.from_manifest(data) if engine_entry(data).get("file") == path.name else PlanFacts()
+    return PlanFacts.from_entry(entry) if entry is not None and entry.file == path.name else PlanFacts()
 
 
-def engine_entry(manifest: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    """The manifest's engine entry: `build-engine` writes it as manifest["engine"]; `export` nests it as
-    manifest["engine"]["engine"] beside its build status."""
-    engine = (manifest or {}).get("engine") or {}
-    inner = engine.get("engine")
-    return inner if isinstance(inner, Mapping) else engine
+def engine_entry(manifest: Mapping[str, Any] | None) -> EngineEntry | None:
+    """The manifest's engine entry as an EngineEntry (either form a /1 manifest holds: export's
+    {"status", "engine": {...}} or build-engine's flat table, as written before both wrote the same), or None."""
+    engine = (manifest or {}).get("engine") if isinstance(manifest, Mapping) else None
+    return None if not engine else EngineEntry.from_dict(engine)
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ class RuntimeSettings:
 
 
 def runtime_settings(facts: PlanFacts, *, allow_host_code: bool, dla_core: int | None = None,
-                     engine: str = "engine.plan") -> RuntimeSettings:
+                     engine: str = ENGINE) -> RuntimeSettings:
     """The IRuntime settings for a plan. `dla_core` (the user's) wins over the recorded one. A plan recorded as
     needing host code without `allow_host_code` is a BadInputError (exit 2) that says how to allow it."""
     if facts.needs_host_code and not allow_host_code:

@@ -12,26 +12,38 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deployconv.core.artifacts.manifest import Manifest, as_manifest
+from deployconv.core.artifacts.names import (
+    DLA_FILE,
+    ENGINE,
+    ENGINE_LAYERS,
+    EXPORT_REQUIRED,
+    MANIFEST,
+    ORT_MODEL,
+    PLUGIN_BUILD_DIR,
+    PLUGINS_DIR,
+    PYTHON_DIR,
+    SIGNATURE,
+)
+from deployconv.core.errors import CheckFailedError
 from deployconv.trust.paths import path_problem
 
-MANIFEST = "manifest.json"
-SIGNATURE = "manifest.json.sig"
 UNLISTED_OK = frozenset({MANIFEST, SIGNATURE})
-EXPORT_REQUIRED = ("model.onnx", "reference.npz", "report.json")
 # Built on the device, never shipped: the plugin library's CMake tree, the engine, `pip install ./deployconv_src`.
-DEVICE_OUTPUT_DIRS = ("plugins/build/", "deployconv_src/build/")
-DEVICE_OUTPUT_FILES = ("engine.plan", "engine.layers.json")  # the engine and its inspector report
+DEVICE_OUTPUT_DIRS = (f"{PLUGIN_BUILD_DIR}/", f"{PYTHON_DIR}/build/")
+DEVICE_OUTPUT_FILES = (ENGINE, ENGINE_LAYERS)  # the engine and its inspector report
 
 
 def is_device_output(rel: str) -> bool:
     if rel in DEVICE_OUTPUT_FILES or rel.startswith(DEVICE_OUTPUT_DIRS):
         return True
     head, _, rest = rel.partition("/")
-    return head == "deployconv_src" and rest.split("/")[0].endswith(".egg-info")
+    return head == PYTHON_DIR and rest.split("/")[0].endswith(".egg-info")
 
 
 @dataclass
@@ -48,19 +60,20 @@ class Integrity:
         return not self.problems
 
 
-def required_files(manifest: dict[str, Any]) -> list[str]:
+def required_files(manifest: Manifest | Mapping[str, Any]) -> list[str]:
     """The files this manifest's kind and target cannot do without."""
+    manifest = as_manifest(manifest)
     need = list(EXPORT_REQUIRED)
-    if manifest.get("plugins"):
-        need.append(manifest.get("ort_model") or "ort/model.onnx")  # the twin ONNX Runtime runs parity on
-    bundle = manifest.get("bundle")
-    if isinstance(bundle, dict):
-        if manifest.get("plugins") or bundle.get("plugin_sources"):
-            need.append("plugins/CMakeLists.txt")
-        if bundle.get("python_sources"):
-            need += ["deployconv_src/pyproject.toml", "deployconv_src/deployconv/__init__.py"]
-        if bundle.get("dla"):
-            need.append("dla.json")
+    if manifest.plugins:
+        need.append(manifest.ort_model or ORT_MODEL)  # the twin ONNX Runtime runs parity on
+    bundle = manifest.bundle
+    if bundle is not None:
+        if manifest.plugins or bundle.plugin_sources:
+            need.append(f"{PLUGINS_DIR}/CMakeLists.txt")
+        if bundle.python_sources:
+            need += [f"{PYTHON_DIR}/pyproject.toml", f"{PYTHON_DIR}/deployconv/__init__.py"]
+        if bundle.dla:
+            need.append(DLA_FILE)
     return list(dict.fromkeys(need))
 
 
@@ -99,12 +112,13 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def verify_closed(directory: Path, manifest: dict[str, Any], *, fresh: bool = False,
+def verify_closed(directory: Path, manifest: Manifest | Mapping[str, Any], *, fresh: bool = False,
                   hashes: bool = True) -> Integrity:
     """Compare `directory` with the manifest's `files` (see the module docstring). `hashes=False` skips the
     sha256 comparison (for a caller that only needs the listing)."""
     directory = Path(directory)
-    listed: dict[str, str] = manifest.get("files") or {}
+    manifest = as_manifest(manifest)
+    listed: dict[str, str] = manifest.files
     result = Integrity(listed=len(listed))
     safe: dict[str, str] = {}
     for rel, digest in listed.items():
@@ -135,26 +149,23 @@ def verify_closed(directory: Path, manifest: dict[str, Any], *, fresh: bool = Fa
             result.problems.append(f"{rel}: sha256 differs")
     for rel in required_files(manifest):
         if rel not in safe:
-            result.problems.append(f"{rel}: required for this {'bundle' if 'bundle' in manifest else 'export'} "
+            result.problems.append(f"{rel}: required for this {'bundle' if manifest.is_bundle else 'export'} "
                                    "but not listed in manifest.json")
-    if "bundle" not in manifest:  # an export holds no sources; a bundle manifest stripped of its entry is not one
-        for rel in sorted(r for r in safe if r.startswith(("plugins/", "deployconv_src/"))):
+    if not manifest.is_bundle:  # an export holds no sources; a bundle manifest stripped of its entry is not one
+        for rel in sorted(r for r in safe if r.startswith((f"{PLUGINS_DIR}/", f"{PYTHON_DIR}/"))):
             result.problems.append(f"{rel}: bundle content, but the manifest has no bundle entry")
-    engine = manifest.get("engine")
-    named = {"ort_model": manifest.get("ort_model")}
-    if isinstance(engine, dict) and engine.get("file") is not None and "bundle" not in manifest:
-        named["engine.file"] = engine.get("file")
+    named = {"ort_model": manifest.ort_model}
+    if manifest.engine is not None and manifest.engine.file is not None and not manifest.is_bundle:
+        named["engine.file"] = manifest.engine.file
     for key, rel in named.items():
         if rel is not None and (not isinstance(rel, str) or rel not in safe):
             result.problems.append(f"{rel}: named by {key} but not listed in manifest.json")
     return result
 
 
-def require_closed(directory: Path, manifest: dict[str, Any], *, fresh: bool = False,
+def require_closed(directory: Path, manifest: Manifest | Mapping[str, Any], *, fresh: bool = False,
                    error: type | None = None, fix: str = "") -> Integrity:
     """verify_closed, raising `error` (default CheckFailedError, exit 1) that names every problem."""
-    from deployconv.core.errors import CheckFailedError
-
     result = verify_closed(directory, manifest, fresh=fresh)
     if not result.ok:
         cls = error or CheckFailedError

@@ -8,12 +8,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from deployconv.core.artifacts.manifest import Manifest
+from deployconv.core.artifacts.names import MANIFEST, SIGNATURE
 from deployconv.core.errors import BadInputError
 from deployconv.core.fsio import write_text_atomic
 from deployconv.core.version import __version__
-from deployconv.trust.closed import SIGNATURE, sha256_file  # sha256_file: re-exported, the one file hash
+from deployconv.trust.closed import _walk, sha256_file  # sha256_file: re-exported, the one file hash
+from deployconv.trust.paths import path_problem
+from deployconv.trust.schema import validate_manifest
 
-MANIFEST = "manifest.json"  # = deployconv.trust.closed.MANIFEST
 _TOOLS = ("torch", "onnx", "onnxruntime", "onnxscript", "onnxsim", "onnxslim", "numpy", "tensorrt")
 
 
@@ -47,8 +50,6 @@ def io_signature(model_proto: Any) -> dict[str, list[dict]]:
 def file_hashes(out_dir: Path, exclude: tuple[str, ...] = (MANIFEST, SIGNATURE)) -> dict[str, str]:
     """sha256 of every regular file under out_dir (dot files included: the manifest is closed), except the
     manifest and its signature at the top. A link is refused: a manifest never lists what a link points at."""
-    from deployconv.trust.closed import _walk
-
     files, problems = _walk(Path(out_dir))
     if problems:
         raise BadInputError(f"{out_dir} holds what a manifest cannot list", details=problems[:10],
@@ -56,21 +57,23 @@ def file_hashes(out_dir: Path, exclude: tuple[str, ...] = (MANIFEST, SIGNATURE))
     return {rel: sha256_file(Path(out_dir) / rel) for rel in files if rel not in exclude}
 
 
-def write_manifest(out_dir: Path, body: dict[str, Any]) -> Path:
-    """Write manifest.json with the hashes of every other file in out_dir (computed now)."""
-    data = dict(body)
+def write_manifest(out_dir: Path, body: Manifest | dict[str, Any]) -> Path:
+    """Write manifest.json with the hashes of every other file in out_dir (computed now). A Manifest is written
+    through its to_dict(); either form is checked against the schema first (a writer never writes what a reader
+    would refuse)."""
+    data = body.body() if isinstance(body, Manifest) else dict(body)
     data["files"] = file_hashes(out_dir)
-    data.setdefault("tools", tool_versions())
+    if not data.get("tools"):
+        data["tools"] = tool_versions()
+    data = Manifest.from_dict(data, str(out_dir / MANIFEST)).to_dict()
     path = out_dir / MANIFEST
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
     return path
 
 
-def read_manifest(out_dir: Path) -> dict[str, Any]:
-    """manifest.json parsed and checked against the schema (deployconv.trust.schema): BadInputError (exit 2) on
-    anything that is not a complete, well-typed manifest of this version."""
-    from deployconv.trust.schema import validate_manifest
-
+def read_manifest(out_dir: Path) -> Manifest:
+    """manifest.json parsed and checked against the schema (deployconv.core.artifacts.Manifest): BadInputError
+    (exit 2) on anything that is not a complete, well-typed manifest of this version, or of a newer one."""
     path = Path(out_dir) / MANIFEST
     if path.is_symlink() or not path.is_file():
         raise BadInputError(f"{out_dir} has no {MANIFEST}" + (" (it is a link)" if path.is_symlink() else ""),
@@ -87,13 +90,12 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def verify_hashes(out_dir: Path, manifest: dict[str, Any]) -> list[str]:
+def verify_hashes(out_dir: Path, manifest: Manifest | dict[str, Any]) -> list[str]:
     """Listed files whose sha256 differs from the manifest's, that are missing, or whose path is unsafe (absolute,
     `..`: never read). The closed check (deployconv.trust.closed.verify_closed) also finds unlisted files."""
-    from deployconv.trust.paths import path_problem
-
     bad = []
-    for rel, digest in manifest.get("files", {}).items():
+    listed = manifest.files if isinstance(manifest, Manifest) else manifest.get("files", {})
+    for rel, digest in listed.items():
         why = path_problem(rel)
         if why is not None:
             bad.append(f"{rel!r}: unsafe path ({why}); not read")

@@ -1,27 +1,6 @@
-"""Which relative paths a manifest may name: POSIX, relative, inside the folder, no `..`, no links. Pure."""
+"""Which relative paths a manifest may name: the rule lives with the manifest's schema
+(deployconv.core.artifacts.paths); re-exported here for the trust checks that judge each path."""
 
-from __future__ import annotations
+from deployconv.core.artifacts.paths import is_safe, path_problem
 
-import re
-
-_DRIVE = re.compile(r"^[A-Za-z]:")
-
-
-def path_problem(rel: object) -> str | None:
-    """Why `rel` cannot be a manifest path, or None when it is a plain relative path inside the folder."""
-    if not isinstance(rel, str) or not rel:
-        return "not a non-empty string"
-    if "\x00" in rel or "\\" in rel:
-        return "contains a NUL or a backslash"
-    if rel.startswith("/") or _DRIVE.match(rel):
-        return "is absolute"
-    parts = rel.split("/")
-    if ".." in parts:
-        return "contains '..'"
-    if any(p in ("", ".") for p in parts):
-        return "has an empty or '.' component"
-    return None
-
-
-def is_safe(rel: object) -> bool:
-    return path_problem(rel) is None
+__all__ = ["is_safe", "path_problem"]

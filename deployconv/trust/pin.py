@@ -7,11 +7,10 @@ import hashlib
 import re
 from pathlib import Path
 
+from deployconv.core.artifacts.names import MANIFEST, PIN_SUFFIX
 from deployconv.core.errors import BadInputError, CheckFailedError
 from deployconv.core.fsio import write_text_atomic
-from deployconv.trust.closed import MANIFEST
 
-PIN_SUFFIX = ".manifest.sha256"
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deployconv.core.artifacts.names import MANIFEST, SIGNATURE
 from deployconv.core.errors import BadInputError, CheckFailedError, MissingEnvironmentError
 from deployconv.core.fsio import refuse_overwrite, write_atomic
-from deployconv.trust.closed import MANIFEST, SIGNATURE
 
 ALGORITHM = "ed25519"
 

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from deployconv.core.artifacts.manifest import Manifest
+from deployconv.core.artifacts.names import DLA_FILE, MANIFEST
 from deployconv.core.errors import EXIT_CHECK_FAILED, EXIT_MISSING_ENV, BadInputError, DeployconvError
 from deployconv.core.target import get_target, target_from_dict
 from deployconv.trust.closed import verify_closed
@@ -58,20 +60,20 @@ class CheckReport:
 
 
 
-def _target_of(directory: Path, manifest: dict[str, Any]) -> Any:
+def _target_of(directory: Path, manifest: Manifest) -> Any:
     """The bundle's target: built-in by name, else the full definition the manifest records (user targets travel
     with it). report.json is not consulted: only the manifest is verified (and pinned or signed)."""
     try:
-        return get_target(manifest["target"])  # the schema admits names only, never a .toml path
+        return get_target(manifest.target)  # the schema admits names only, never a .toml path
     except BadInputError:
-        spec = manifest.get("target_spec")
+        spec = manifest.target_spec
         if not spec:
             raise
         data = {k: v for k, v in spec.items() if v is not None and k != "source"}
-        return target_from_dict(data, f"{directory / 'manifest.json'} (target_spec)")
+        return target_from_dict(data, f"{directory / MANIFEST} (target_spec)")
 
 
-def _hash_check(directory: Path, manifest: dict[str, Any], fresh: bool = False) -> Check:
+def _hash_check(directory: Path, manifest: Manifest, fresh: bool = False) -> Check:
     """The closed manifest (deployconv.trust.closed): every file listed, every listed file present and equal."""
     found = verify_closed(directory, manifest, fresh=fresh)
     bad = found.problems
@@ -94,12 +96,12 @@ def _short(paths: list[str]) -> list[str]:
     return [k if n == 1 and not k.endswith("/") else f"{k} ({n} files)" for k, n in groups.items()]
 
 
-def _parity_check(directory: Path, manifest: dict[str, Any], target: Any, env: Environment) -> Check:
+def _parity_check(directory: Path, manifest: Manifest, target: Any, env: Environment) -> Check:
     budget = target.budget
     expected = f"ONNX Runtime vs reference.npz: max abs/scale <= {budget.max_abs_rel_scale:g}, cosine >= " \
                f"{budget.min_cosine}"
-    plugins = [p["name"] for p in manifest.get("plugins", [])]
-    if plugins and manifest.get("ort_model", "model.onnx") == "model.onnx":
+    plugins = manifest.plugin_names
+    if plugins and not manifest.has_ort_twin:
         return Check("parity", SKIP, f"the ONNX has plugin nodes ({', '.join(plugins)}) ONNX Runtime cannot run",
                      expected, "check parity with TensorRT: `deployconv validate .` after build-engine")
     if env.onnxruntime is None:
@@ -111,7 +113,7 @@ def _parity_check(directory: Path, manifest: dict[str, Any], target: Any, env: E
     except DeployconvError as e:
         return Check("parity", FAIL, e.what, expected, e.fix)
     m = parity["stages"][-1].get("vs_previous") or {}
-    twin = f"{manifest['ort_model']} (the plugin graph's ONNX Runtime twin): " if plugins else ""
+    twin = f"{manifest.ort_model} (the plugin graph's ONNX Runtime twin): " if plugins else ""
     found = twin + f"max abs/scale {m.get('max_abs_rel_scale', float('nan')):.2e}, cosine {m.get('cosine', float('nan')):.8f}"
     if not parity["passed"]:
         failures = "; ".join(f for s in parity["stages"] for f in s.get("failures", []))
@@ -122,7 +124,7 @@ def _parity_check(directory: Path, manifest: dict[str, Any], target: Any, env: E
 
 
 def _dla_placement(directory: Path) -> Check | None:
-    path = directory / "dla.json"
+    path = directory / DLA_FILE
     if not path.is_file():
         return None
     try:

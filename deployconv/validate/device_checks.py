@@ -13,12 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from deployconv.core.artifacts.manifest import Manifest
+from deployconv.core.artifacts.names import PLUGIN_LIBRARY
 from deployconv.core.compat import arch_key, runs_on, version_in_range
 from deployconv.core.env import JETSON_FAMILIES, TEGRA_RELEASE, jetpack_for, jetpack_matches
 from deployconv.core.support_matrix import device_verdict
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
-PLUGIN_LIBRARY = "plugins/build/libdeployconv_plugins.so"
 BUILD_INFO = "deployconv_build.txt"  # written by plugins_cpp/CMakeLists.txt next to the library
 ORT_INSTEAD = "checked with ONNX Runtime instead"
 
@@ -203,9 +204,9 @@ def _check_platform(target: Any, env: Environment, ort: bool) -> Check:
     return Check("platform", status, verdict.found, verdict.expected, verdict.fix)
 
 
-def environment_checks(target: Any, manifest: dict[str, Any], env: Environment, ort: bool) -> list[Check]:
+def environment_checks(target: Any, manifest: Manifest, env: Environment, ort: bool) -> list[Check]:
     """The environment checks for `target` from probed facts. Pure."""
-    plugins = [p["name"] for p in manifest.get("plugins", [])]
+    plugins = manifest.plugin_names
     checks = [_check_tensorrt(target, env, ort), _check_gpu(target, env, ort, bool(plugins))]
     if target.device is not None and target.device.family.startswith("jetson"):
         checks.append(_check_jetson(target, env, ort))

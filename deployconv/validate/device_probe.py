@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from deployconv.core.artifacts.names import PLUGIN_LIBRARY
 from deployconv.core.env import (
     probe_dla,
     probe_gpus,
@@ -17,7 +18,7 @@ from deployconv.core.env import (
 )
 from deployconv.core.errors import DeployconvError
 from deployconv.plugins.library import parse_build_txt, plugin_library
-from deployconv.validate.device_checks import BUILD_INFO, PLUGIN_LIBRARY, Arch, Environment
+from deployconv.validate.device_checks import BUILD_INFO, Arch, Environment
 
 
 def _archs_from_build_info(lib: Path) -> tuple[int, ...] | None:

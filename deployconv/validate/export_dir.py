@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deployconv.core.artifacts.manifest import Manifest
+from deployconv.core.artifacts.names import ENGINE, MANIFEST, PLUGIN_LIBRARY, REFERENCE
 from deployconv.core.errors import BadInputError, CheckFailedError, MissingEnvironmentError
 from deployconv.core.reference import load_reference
 from deployconv.core.target import chain_budget, onnx_precision, target_of_manifest
@@ -30,7 +32,7 @@ ONNX_STAGE = "onnx (ort-cpu)"
 ENGINE_STAGE = "engine (tensorrt)"
 
 
-def source_decision(manifest: dict[str, Any], model: str | None, trust_source: bool) -> tuple[str | None, str]:
+def source_decision(manifest: Manifest, model: str | None, trust_source: bool) -> tuple[str | None, str]:
     """Which model source `validate` may run, or None and why not. Pure apart from hashing a file.
 
     Nothing named only by a manifest is executed: a user source (`file.py:factory`, `pkg.module:factory`) runs
@@ -38,13 +40,13 @@ def source_decision(manifest: dict[str, Any], model: str | None, trust_source: b
     export recorded. A zoo name runs deployconv's own code, so it needs neither."""
     if model is not None:
         return model, f"model source {model} named with --model"
-    recorded = manifest["model"]
+    recorded = manifest.model
     if ":" not in recorded:  # deployconv.models.registry.is_user_source, without importing torch
         return recorded, f"zoo model {recorded} (deployconv's own code)"
     if not trust_source:
         return None, (f"the manifest names user code ({recorded}); it is not run unless you name it again "
                       "(--model) or pass --trust-source: checked ONNX against the recorded reference only")
-    want = manifest.get("model_source_sha256")
+    want = manifest.model_source_sha256
     if want is None:
         return None, (f"--trust-source: the manifest records no sha256 for {recorded} (exported by an older "
                       "deployconv): pass --model to run it; checked ONNX against the recorded reference only")
@@ -60,27 +62,26 @@ def source_decision(manifest: dict[str, Any], model: str | None, trust_source: b
     return recorded, f"model source {recorded} (sha256 matches the manifest; --trust-source)"
 
 
-def _torch_chain(manifest: dict[str, Any], source: str | None, why: str) -> tuple[list[Stage] | None, str]:
+def _torch_chain(manifest: Manifest, source: str | None, why: str) -> tuple[list[Stage] | None, str]:
     """The PyTorch stages rebuilt from `source` (see source_decision), or None with the reason they cannot be."""
     if source is None:
         return None, why
     if importlib.util.find_spec("torch") is None:
         return None, "torch not installed: checked ONNX against the recorded reference only"
-    if not manifest.get("reproducible"):
+    if not manifest.reproducible:
         return None, "exported from an in-memory module: checked ONNX against the recorded reference only"
-    weights = manifest.get("weights")
+    weights = manifest.weights
     if weights:
         if not Path(weights).is_file():
             return None, f"weights {weights} not found here: checked ONNX against the recorded reference only"
-        if sha256_file(Path(weights)) != manifest.get("weights_sha256"):
+        if sha256_file(Path(weights)) != manifest.weights_sha256:
             raise BadInputError(f"weights {weights} differ from the ones exported (sha256)",
                                 fix="pass the directory exported from these weights, or re-export")
     from deployconv.reparam import reparameterize  # torch
 
-    seed = int(manifest.get("init_seed", 0))
-    train = create_seeded(source, weights, tuple(manifest.get("allow_missing", ())), seed)
-    if manifest.get("io_spec"):  # named inputs/outputs: the stages feed and name them as the export did
-        layout = io_layout_from_manifest(manifest["io_spec"], seed)
+    train = create_seeded(source, weights, manifest.allow_missing, manifest.init_seed)
+    if manifest.io_spec:  # named inputs/outputs: the stages feed and name them as the export did
+        layout = io_layout_from_manifest(manifest.io_spec, manifest.init_seed)
         return torch_stages(train, reparameterize(train, probe=layout.small_probe), layout), \
             f"full chain re-run: {why}"
     return torch_stages(train, reparameterize(train)), f"full chain re-run: {why}"
@@ -128,28 +129,27 @@ def choose_runtimes(requested: str, target_runtime: str, engine_present: bool, h
     return RuntimeChoice(ort, trt, tuple(notes))
 
 
-def _plugin_libraries(directory: Path, manifest: dict[str, Any], plugins: list[str] | None) -> list[str]:
-    if plugins or not manifest.get("plugins"):
+def _plugin_libraries(directory: Path, manifest: Manifest, plugins: list[str] | None) -> list[str]:
+    if plugins or not manifest.plugins:
         return list(plugins or ())
-    from deployconv.pipeline.bundle_readme import PLUGIN_LIBRARY
 
     local = directory / PLUGIN_LIBRARY  # a device bundle builds its own
     return [plugin_library(local if local.is_file() else None).path]
 
 
-def reference_parity(directory: Path, manifest: dict[str, Any], target: Any, *, runtime: str = "auto",
+def reference_parity(directory: Path, manifest: Manifest, target: Any, *, runtime: str = "auto",
                      plugins: list[str] | None = None, torch_chain: list[Stage] | None = None,
                      allow_host_code: bool = False) -> dict[str, Any]:
     """The model in `directory` against its reference.npz (every recorded shape point: min/opt/max), on the
     runtimes `choose_runtimes` picks, after the PyTorch stages `torch_chain` (fp64, fp32, deploy) when given.
     Shared by `validate` and `check`. `allow_host_code`: the user allows a version-compatible engine.plan (it
     runs code embedded in the file)."""
-    io_spec = manifest.get("io_spec")
+    io_spec = manifest.io_spec
     in_names = [i["name"] for i in io_spec["inputs"]] if io_spec else None
     out_names = list(io_spec["outputs"]) if io_spec else None
-    points = load_reference(directory / "reference.npz", in_names, out_names,
-                            io=None if io_spec else manifest.get("io"))
-    choice = choose_runtimes(runtime, target.runtime, (directory / "engine.plan").is_file(),
+    points = load_reference(directory / REFERENCE, in_names, out_names,
+                            io=None if io_spec else manifest.io)
+    choice = choose_runtimes(runtime, target.runtime, (directory / ENGINE).is_file(),
                              importlib.util.find_spec("onnxruntime") is not None,
                              importlib.util.find_spec("tensorrt") is not None)
     max_batch = None if not target.dynamic_batch else target.max_batch
@@ -157,17 +157,17 @@ def reference_parity(directory: Path, manifest: dict[str, Any], target: Any, *, 
     model_stages: list[Stage] = []
     try:
         if choice.ort:
-            runners.append(OrtRunner(directory / manifest.get("ort_model", "model.onnx")))
+            runners.append(OrtRunner(directory / manifest.ort_model))
             model_stages.append((ONNX_STAGE, runner_stage(runners[-1], max_batch, out_names)))
         if choice.trt:
-            runners.append(engine_runner(directory / "engine.plan", _plugin_libraries(directory, manifest, plugins),
+            runners.append(engine_runner(directory / ENGINE, _plugin_libraries(directory, manifest, plugins),
                                          allow_host_code))
             model_stages.append((ENGINE_STAGE, runner_stage(runners[-1], max_batch, out_names)))
         budgets = {ONNX_STAGE: chain_budget(target, onnx_precision(target.precision)),
                    ENGINE_STAGE: chain_budget(target, target.precision)}
         reports = {}
         for p in points:
-            inputs = {"reference.npz": {"point": p.point, "shapes": {k: list(v.shape) for k, v in p.inputs.items()}}
+            inputs = {REFERENCE: {"point": p.point, "shapes": {k: list(v.shape) for k, v in p.inputs.items()}}
                       if io_spec else {"samples": int(p.batch().shape[0])}}
             reports[p.point], _ = run_chain(reference_stages(p.expected_batch(), torch_chain, model_stages),
                                             [p.batch()], chain_budget(target), inputs, stage_budgets=budgets)
@@ -192,7 +192,7 @@ def recheck_dir(directory: Path, *, torch_free: bool = False, runtime: str = "au
     bound = bind_manifest(directory, expect, trust)
     manifest = read_manifest(directory)
     integrity = require_closed(directory, manifest)
-    target = target_of_manifest(manifest, str(directory / "manifest.json"))
+    target = target_of_manifest(manifest, str(directory / MANIFEST))
     if torch_free:
         chain, mode = None, "--torch-free: checked ONNX against the recorded reference only"
     else:

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from deployconv.cli.app import app
 from tests.accuracy.digits import Digits
+from tests.artifact_samples import manifest_dict
 
 runner = CliRunner()
 
@@ -120,9 +121,9 @@ def test_eval_of_an_export_dir_gates_its_broken_int8_graph(digits: Digits, tmp_p
     d = tmp_path / "export"
     d.mkdir()
     onnx.save(_broken_int8(digits, 8.0), d / "model.onnx")
-    (d / "manifest.json").write_text(json.dumps({
-        "model": digits.source, "weights": str(digits.weights), "reproducible": True, "precision": "int8",
-        "ort_model": "model.onnx", "allow_missing": []}))
+    (d / "manifest.json").write_text(json.dumps(manifest_dict(
+        model=digits.source, weights=str(digits.weights), reproducible=True, precision="int8",
+        ort_model="model.onnx", allow_missing=[])))
     res = runner.invoke(app, ["eval", str(d), "--data", str(digits.eval_dir), "--stages", "train,int8",
                               "--batch", "64", "--out", str(tmp_path / "o"), "--max-drop", "1"])
     assert res.exit_code == 1, res.output
@@ -132,6 +133,6 @@ def test_eval_of_an_export_dir_gates_its_broken_int8_graph(digits: Digits, tmp_p
 
 
 def test_eval_refuses_a_dir_it_cannot_rebuild(tmp_path: Path) -> None:
-    (tmp_path / "manifest.json").write_text(json.dumps({"model": "x", "reproducible": False}))
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest_dict(model="x", reproducible=False)))
     res = runner.invoke(app, ["eval", str(tmp_path), "--data", str(tmp_path)])
     assert res.exit_code == 2 and "in-memory module" in res.output

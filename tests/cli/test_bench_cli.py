@@ -128,7 +128,7 @@ def _engine(tmp_path, plan=None):
     engine = tmp_path / "engine.plan"
     engine.write_bytes(b"fake plan bytes")
     if plan is not None:
-        (tmp_path / "manifest.json").write_text(json.dumps({"engine": {"file": "engine.plan", "plan": plan}}))
+        (tmp_path / "manifest.json").write_text(json.dumps({"engine": {"file": "engine.plan", "sha256": "0" * 64, "plan": plan}}))
     return engine
 
 

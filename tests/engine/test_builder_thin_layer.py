@@ -20,6 +20,7 @@ from deployconv.engine.onnx_facts import facts_from_model
 from deployconv.engine.recipe import make_recipe
 from deployconv.engine.spec import EngineSpec
 from deployconv.runtime.plugin_loading import forget_loaded, libraries_to_load, resolve_library_paths
+from tests.artifact_samples import manifest_dict
 from tests.engine.graphs import conv_net, plugin_net
 from tests.fake_tensorrt import FakeParserError, FakeTensorRT, LegacyParserError
 from tests.runtime import save
@@ -117,7 +118,7 @@ def test_layer_report_is_written_and_compared(fake, tmp_path):
         {"Name": conv, "LayerType": "CaskConvolution", "Inputs": [],
          "Outputs": [{"Name": "y", "Dimensions": [1, 4, 8, 8], "Format/Datatype": "Row major linear FP32"}]}],
         "Bindings": ["x", "y"]})
-    (tmp_path / "manifest.json").write_text(json.dumps({"precision": "fp16"}))
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest_dict(precision="fp16")))
     entries = build_engine(onnx_path, EngineSpec("t", precision="fp16"), tmp_path, trt_module=fake)
     assert ("config.profiling_verbosity", fake.ProfilingVerbosity.DETAILED) in fake.calls
     assert ("get_engine_information", "JSON") in fake.calls

@@ -64,20 +64,20 @@ def test_contents_and_hashes_cover_every_file(bundle, snapshot, onnx_export):
                                                "README.md", "plugins", "deployconv_src"}
     man = read_manifest(out)
     on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} - {"manifest.json"}
-    assert set(man["files"]) == on_disk and verify_hashes(out, man) == []
+    assert set(man.files) == on_disk and verify_hashes(out, man) == []
     plugin_files = {p.relative_to(snapshot / "plugins_cpp").as_posix() for p in (snapshot / "plugins_cpp").rglob("*")
                     if p.is_file()}
-    assert plugin_files and {f"plugins/{f}" for f in plugin_files} <= set(man["files"])
-    assert man["files"]["plugins/CMakeLists.txt"] == sha256_file(snapshot / "plugins_cpp" / "CMakeLists.txt")
-    assert man["files"]["deployconv_src/pyproject.toml"] == sha256_file(snapshot / "pyproject.toml")
+    assert plugin_files and {f"plugins/{f}" for f in plugin_files} <= set(man.files)
+    assert man.files["plugins/CMakeLists.txt"] == sha256_file(snapshot / "plugins_cpp" / "CMakeLists.txt")
+    assert man.files["deployconv_src/pyproject.toml"] == sha256_file(snapshot / "pyproject.toml")
     assert (out / "deployconv_src" / "deployconv" / "core" / "target_files" / "onnx.toml").is_file()
     assert not list(out.rglob("__pycache__")) and not list(out.rglob("*.pyc"))
-    assert man["bundle"]["format"] == "deployconv.bundle/1" and man["target"] == "onnx"
-    assert man["bundle"]["plugin_sources"] == len(plugin_files)
-    assert bundle.files == len(man["files"]) + 1
+    assert man.bundle.format == "deployconv.bundle/1" and man.target == "onnx"
+    assert man.bundle.plugin_sources == len(plugin_files)
+    assert bundle.files == len(man.files) + 1
     for name in ("model.onnx", "reference.npz", "report.json"):
-        assert man["files"][name] == sha256_file(onnx_export / name)
-    assert man["bundle"]["export_manifest_sha256"] == sha256_file(onnx_export / "manifest.json")
+        assert man.files[name] == sha256_file(onnx_export / name)
+    assert man.bundle.export_manifest_sha256 == sha256_file(onnx_export / "manifest.json")
 
 
 def test_tar_is_reproducible_and_matches_the_folder(bundle, onnx_export, snapshot, tmp_path):

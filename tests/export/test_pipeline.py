@@ -32,10 +32,10 @@ def test_artifacts_and_manifest(tiny_export):
     assert {p.name for p in out.iterdir()} == {"model.onnx", "manifest.json", "report.json", "reference.npz"}
     man = read_manifest(out)
     assert verify_hashes(out, man) == []
-    assert set(man["files"]) == {"model.onnx", "report.json", "reference.npz"}
-    assert man["exporter"] == "dynamo" and man["target"] == "onnx" and man["parity_passed"]
-    assert man["io"]["inputs"][0]["shape"][0] == "batch"  # named, free batch axis
-    assert man["tools"]["onnxruntime"] and man["tools"]["deployconv"]
+    assert set(man.files) == {"model.onnx", "report.json", "reference.npz"}
+    assert man.exporter == "dynamo" and man.target == "onnx" and man.parity_passed
+    assert man.io["inputs"][0]["shape"][0] == "batch"  # named, free batch axis
+    assert man.tools["onnxruntime"] and man.tools["deployconv"]
     props = {p.key: p.value for p in onnx.load(str(out / "model.onnx")).metadata_props}
     assert props["target"] == "onnx" and props["deployconv_version"] and "lowering" in props
 

@@ -65,7 +65,7 @@ def test_fp16_stage_joins_the_chain_and_graph_carries_fp16(fp16_dir):
     assert any(t.data_type == TensorProto.FLOAT16 for t in m.graph.initializer)
     assert _elem(m, m.graph.input[0].name) == TensorProto.FLOAT  # io stays fp32 by default
     man = read_manifest(fp16_dir)
-    pr = man["precision_report"]
+    pr = man.precision_report
     assert pr["precision"] == "fp16" and pr["fp16_nodes"] > 0
     assert {"ReduceMean"} <= {k["op_type"] for k in pr["kept_fp32"]}  # accumulating reduction stays fp32
     assert all(k["reason"] for k in pr["kept_fp32"])
@@ -79,7 +79,7 @@ def test_fp16_io_dtype_fp16(tmp_path_factory):
     m = onnx.load(str(out / "model.onnx"))
     assert _elem(m, m.graph.input[0].name) == TensorProto.FLOAT16
     assert _elem(m, m.graph.output[0].name) == TensorProto.FLOAT16
-    assert read_manifest(out)["io_dtype"] == "fp16"
+    assert read_manifest(out).io_dtype == "fp16"
 
 
 def test_int8_graph_is_explicit_qdq_with_report(int8_dir):
@@ -90,7 +90,7 @@ def test_int8_graph_is_explicit_qdq_with_report(int8_dir):
     assert ops.count("QuantizeLinear") > 0 and ops.count("DequantizeLinear") > ops.count("QuantizeLinear")
     zero_points = [numpy_helper.to_array(t) for t in m.graph.initializer if "zero_point" in t.name]
     assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)  # symmetric int8
-    pr = read_manifest(int8_dir)["precision_report"]
+    pr = read_manifest(int8_dir).precision_report
     assert pr["activation"] == "int8-symmetric" and pr["placement_violations"] == []
     assert pr["calibration"]["source"] == "synthetic" and not pr["calibration"]["representative"]
     assert pr["accuracy_vs_fp32"]["cosine"] >= 0.99
@@ -105,7 +105,7 @@ def test_validate_reruns_a_precision_export_torch_free(int8_dir, fp16_dir):
 
 def test_ort_cpu_int8_uses_uint8_activations(tmp_path_factory):
     out = _exported(tmp_path_factory, TINY, "ort-cpu-int8")
-    pr = read_manifest(out)["precision_report"]
+    pr = read_manifest(out).precision_report
     assert pr["activation"] == "uint8"
     m = onnx.load(str(out / "model.onnx"))
     act_zp = [numpy_helper.to_array(t) for t in m.graph.initializer
@@ -126,7 +126,7 @@ def _write_images(folder: Path, n: int) -> None:
 def test_calibration_images_are_used_and_broken_ones_counted(tmp_path_factory, tmp_path):
     _write_images(tmp_path / "calib", 5)
     out = _exported(tmp_path_factory, TINY, "onnx-int8", calib=tmp_path / "calib", calib_method="percentile")
-    pr = read_manifest(out)["precision_report"]
+    pr = read_manifest(out).precision_report
     assert pr["calibration"]["source"] == "images" and pr["calibration"]["samples"] == 5
     assert pr["calibration"]["skipped"] == 1 and pr["method"].startswith("percentile")
     assert not any("SYNTHETIC" in n for n in _report(out)["notes"])
@@ -147,7 +147,7 @@ def test_trt_targets_carry_twin_decisions_to_the_plugin_graph(trt_dirs):
                                                                                 "DeployconvDeformConv2d"}
         assert not any(n.domain == ONNX_DOMAIN for n in twin.graph.node)
         onnx.checker.check_model(art, full_check=True)
-        carried = read_manifest(out)["precision_report"]["carried_to_artifact"]
+        carried = read_manifest(out).precision_report["carried_to_artifact"]
         assert carried["same_graph"] is False and carried["not_carried"] == []
         assert _report(out)["engine"]["status"] == "skipped: TensorRT not installed"
     fp16 = onnx.load(str(trt_dirs["trt-fp16"] / "model.onnx"))
@@ -165,7 +165,7 @@ def test_trt_int8_plugin_graph_has_the_twins_quantization(trt_dirs):
     twin = onnx.load(str(out / "ort" / "model.onnx"))
     # same calibrated activation scales (ranges renamed tensor by tensor, not recalibrated)
     assert _qdq_scales(art) == pytest.approx(_qdq_scales(twin), rel=1e-6) and _qdq_scales(art)
-    pr = read_manifest(out)["precision_report"]
+    pr = read_manifest(out).precision_report
     assert pr["carried_to_artifact"]["artifact_quantized"] == pr["quantized"]
     assert pr["carried_to_artifact"]["artifact_placement_violations"] == []
 

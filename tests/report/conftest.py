@@ -1,6 +1,7 @@
 """An export directory to render: report.json and manifest.json recorded from a real
-`deployconv export tests/fixtures/tiny_model.py:build --target onnx` (with its short benchmark: 10 PyTorch
-samples, 252 ONNX Runtime samples). The page is built from these files; the tests read the same files
+`deployconv export tests/fixtures/tiny_model.py:build --target onnx` (with its short benchmark: 11 and 64
+PyTorch samples, 1750 ONNX Runtime samples; re-recorded when the page began reading through the manifest schema,
+which the first recording predated). The page is built from these files; the tests read the same files
 independently and compare."""
 
 from __future__ import annotations

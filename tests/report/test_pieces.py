@@ -16,6 +16,7 @@ from deployconv.report.latency_section import Run, run_notes, stats_mismatch
 from deployconv.report.markup import pointer
 from deployconv.report.parity_section import metric_status
 from deployconv.report.placement_section import device_counts
+from tests.artifact_samples import manifest
 from tests.report.dom import resolve, shown_matches
 
 finite_floats = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e30, max_value=1e30)
@@ -77,7 +78,7 @@ def test_metric_status_agrees_with_budget_failures():
         assert ours == bool(budget_failures(m, b)), m
 
 
-MANIFEST = {"tools": {"torch": "2.13.0+cpu", "onnxruntime": "1.31.1", "tensorrt": "10.13.0"}}
+MANIFEST = manifest(tools={"torch": "2.13.0+cpu", "onnxruntime": "1.31.1", "tensorrt": "10.13.0"})
 
 
 @pytest.mark.parametrize("stage, runtime, precision", [
@@ -95,7 +96,7 @@ def test_stage_conditions_from_the_name(stage, runtime, precision):
 
 
 def test_missing_versions_are_said():
-    assert conditions.stage_runtime("onnx (ort-cpu)", {}) == "ONNX Runtime (version not recorded), CPU"
+    assert conditions.stage_runtime("onnx (ort-cpu)", manifest(tools={"onnxruntime": None})) == "ONNX Runtime (version not recorded), CPU"
     assert conditions.host(None) == "not recorded"
 
 

@@ -32,7 +32,7 @@ def _engine_dir(tmp_path, plan: dict | None = None):
     engine = tmp_path / "engine.plan"
     engine.write_bytes(b"fake plan bytes")
     if plan is not None:
-        (tmp_path / "manifest.json").write_text(json.dumps({"engine": {"file": "engine.plan", "plan": plan}}))
+        (tmp_path / "manifest.json").write_text(json.dumps({"engine": {"file": "engine.plan", "sha256": "0" * 64, "plan": plan}}))
     return engine
 
 
@@ -131,9 +131,10 @@ def test_plan_facts_read_both_manifest_shapes(tmp_path):
     engine = tmp_path / "engine.plan"
     engine.write_bytes(b"x")
     want = PlanFacts(True, 1, ("/b/lib.so",))
-    for manifest in ({"engine": {"file": "engine.plan", "plan": plan}},  # build-engine
-                     {"engine": {"status": "built", "engine": {"file": "engine.plan", "plan": plan}}}):  # export
+    built = {"file": "engine.plan", "sha256": "0" * 64, "plan": plan}
+    for manifest in ({"engine": built},  # build-engine before the one EngineEntry (schema /1 still reads)
+                     {"engine": {"status": "built", "engine": built}}):  # export, and both writers now
         (tmp_path / "manifest.json").write_text(json.dumps(manifest))
         assert plan_facts_near(engine) == want
-    (tmp_path / "manifest.json").write_text(json.dumps({"engine": {"file": "other.plan", "plan": plan}}))
+    (tmp_path / "manifest.json").write_text(json.dumps({"engine": {**built, "file": "other.plan"}}))
     assert plan_facts_near(engine) == PlanFacts()

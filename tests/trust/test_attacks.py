@@ -73,7 +73,8 @@ def test_required_files_depend_on_the_target(trust_fixture, tmp_path):
     need = required_files(man)
     assert {"model.onnx", "reference.npz", "report.json", "plugins/CMakeLists.txt",
             "deployconv_src/pyproject.toml", "deployconv_src/deployconv/__init__.py"} <= set(need)
-    assert "ort/model.onnx" in required_files({**man, "plugins": [{"name": "X"}], "ort_model": "ort/model.onnx"})
+    plugin = {"name": "X", "version": "1", "namespace": ""}
+    assert "ort/model.onnx" in required_files({**man, "plugins": [plugin], "ort_model": "ort/model.onnx"})
     b = copy(trust_fixture.bundle, tmp_path)
     man["files"].pop("plugins/CMakeLists.txt")
     (b / "plugins" / "CMakeLists.txt").unlink()
@@ -143,14 +144,17 @@ def test_record_engine_adds_only_the_engine(trust_fixture, tmp_path):
     (exp / "engine.plan").write_bytes(b"plan")
     with open(exp / "report.json", "a") as f:  # changed after the check: must not be re-hashed
         f.write(" ")
-    note = record_engine(exp, exp, {"engine": {"file": "engine.plan", "tensorrt": "10.3"}})
+    built = {"file": "engine.plan", "sha256": sha256_file(exp / "engine.plan"), "tensorrt": "10.3"}
+    note = record_engine(exp, exp, {"engine": built})
     new = json.loads((exp / "manifest.json").read_text())
     assert new["files"] == {**old["files"], "engine.plan": sha256_file(exp / "engine.plan")}
-    assert new["engine"]["file"] == "engine.plan" and "new sha256" in note
+    # the same entry export writes: a status beside the engine table
+    assert new["engine"]["status"] == "built" and new["engine"]["engine"]["file"] == "engine.plan"
+    assert "new sha256" in note
     b = copy(trust_fixture.bundle, tmp_path)
     pinned = (b / "manifest.json").read_bytes()
     (b / "engine.plan").write_bytes(b"plan")
-    assert "unchanged" in record_engine(b, b, {"engine": {"file": "engine.plan"}})
+    assert "unchanged" in record_engine(b, b, {"engine": built})
     assert (b / "manifest.json").read_bytes() == pinned
     found = files_check(cli("check", str(b), "--json"))
     assert found["status"] == "pass" and "built here, not covered by the manifest: engine.plan" in found["found"]

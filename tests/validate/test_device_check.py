@@ -9,6 +9,7 @@ import os
 import shutil
 import textwrap
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -38,7 +39,8 @@ from tests.test_torch_free import BLOCKER, REPO, run_blocked
 ORIN = Environment(tensorrt="10.3.0.30", onnxruntime="1.20.0", compute_caps=(87,),
                    jetson_model="NVIDIA Jetson AGX Orin Developer Kit", l4t=(36, 4, 0), dla_cores=2,
                    plugin_library="plugins/build/libdeployconv_plugins.so", plugin_archs=(87,))
-WITH_PLUGINS = {"plugins": [{"name": "DeployconvSKA", "version": "1", "namespace": "deployconv"}]}
+WITH_PLUGINS = SimpleNamespace(plugin_names=["DeployconvSKA"])  # what environment_checks reads of a Manifest
+NO_PLUGINS = SimpleNamespace(plugin_names=[])
 
 
 def redeclared(export_dir, dest, target: str, batch: int | None = None):
@@ -60,7 +62,7 @@ def redeclared(export_dir, dest, target: str, batch: int | None = None):
     for name in ("reference.npz", "report.json"):
         shutil.copyfile(export_dir / name, dest / name)
     t = get_target(target)
-    man = {k: v for k, v in read_manifest(export_dir).items() if k != "files"}
+    man = {k: v for k, v in read_manifest(export_dir).to_dict().items() if k != "files"}
     man.update(target=t.name, runtime=t.runtime, precision=t.precision, io=io_signature(proto))
     write_manifest(dest, man)
     return dest
@@ -177,7 +179,7 @@ def test_unknown_archs_and_newer_gpus():
 
 def test_ort_mode_skips_tensorrt_checks_and_needs_onnxruntime():
     env = Environment(onnxruntime=None)
-    checks = by_name(environment_checks(get_target("jetson-orin-dla-fp16"), {}, env, ort=True))
+    checks = by_name(environment_checks(get_target("jetson-orin-dla-fp16"), NO_PLUGINS, env, ort=True))
     for name in ("tensorrt", "gpu", "jetson", "dla"):
         assert checks[name].status == SKIP and "checked with ONNX Runtime instead" in checks[name].found
     assert checks["onnxruntime"].status == FAIL and checks["onnxruntime"].missing

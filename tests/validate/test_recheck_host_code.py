@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from deployconv.core.artifacts import Manifest
 from deployconv.core.errors import BadInputError
 from deployconv.core.target import FP32_BUDGET
 from deployconv.runtime.plugin_loading import forget_loaded
 from deployconv.validate.export_dir import reference_parity
+from tests.artifact_samples import manifest_dict
 from tests.fake_tensorrt import install
 
 
@@ -29,9 +31,11 @@ def _bundle(tmp_path):
     x = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
     np.savez(tmp_path / "reference.npz", input=x, expected=x)  # the fake engine is y = x
     (tmp_path / "engine.plan").write_bytes(b"fake plan bytes")
-    manifest = {"engine": {"file": "engine.plan", "plan": {"device": "gpu", "runtime_needs_host_code": True}}}
-    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    return manifest
+    engine = {"status": "built", "engine": {"file": "engine.plan", "sha256": "0" * 64,
+                                            "plan": {"device": "gpu", "runtime_needs_host_code": True}}}
+    data = manifest_dict(engine=engine)
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    return Manifest.from_dict(data)
 
 
 TARGET = SimpleNamespace(runtime="tensorrt", dynamic_batch=True, max_batch=8, precision="fp32", budget=FP32_BUDGET)

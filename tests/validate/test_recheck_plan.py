@@ -54,7 +54,7 @@ def trt_bundle(tmp_path_factory):
 
 def test_plugin_bundle_carries_its_twin_and_validates_through_it(trt_bundle):
     man = read_manifest(trt_bundle)
-    assert man["ort_model"] == "ort/model.onnx" and "ort/model.onnx" in man["files"]
+    assert man.ort_model == "ort/model.onnx" and "ort/model.onnx" in man.files
     assert verify_hashes(trt_bundle, man) == []
     assert "ort/model.onnx" in (trt_bundle / "README.md").read_text()
     res = recheck_dir(trt_bundle, torch_free=True)
