@@ -11,15 +11,14 @@ from typing import Any
 
 from deployconv.core.errors import DeployconvError
 from deployconv.core.version import __version__
+from deployconv.models.registry import create_model, list_models  # torch-free: a family loads on first use
 
-_LAZY = {
-    "create_model": "deployconv.models",
-    "list_models": "deployconv.models",
+_LAZY = {  # these load torch on import
     "reparameterize": "deployconv.reparam",
     "tune_mode": "deployconv.reparam",
 }
 
-__all__ = ["DeployconvError", "__version__", *_LAZY]
+__all__ = ["DeployconvError", "__version__", "create_model", "list_models", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

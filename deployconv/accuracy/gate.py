@@ -8,7 +8,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from deployconv.accuracy.ledger import gate_drops
+from deployconv.core.console import print_json
 from deployconv.core.errors import BadInputError, CheckFailedError
+from deployconv.core.fsio import refuse_overwrite, write_text_atomic
 
 
 def load_ledger(path: Path) -> dict:
@@ -27,8 +29,6 @@ def gate_ledger(path: Path, max_drop: float, *, json_out: bool = False, markdown
                 force: bool = False) -> None:
     import typer
 
-    from deployconv.core.console import print_json
-    from deployconv.core.fsio import refuse_overwrite, write_text_atomic
 
     if max_drop < 0:
         raise BadInputError(f"--max-drop must be >= 0, got {max_drop}")

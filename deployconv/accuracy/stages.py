@@ -24,6 +24,17 @@ import onnx
 from deployconv.accuracy.ledger import Skipped
 from deployconv.core.artifacts.names import ENGINE, MODEL_ONNX
 from deployconv.core.errors import BadInputError, DeployconvError
+from deployconv.core.target import get_target
+from deployconv.engine.builder import build_engine
+from deployconv.export.onnx_export import export_onnx
+from deployconv.export.precision.fp16 import ensure_node_names
+from deployconv.export.precision.fp16_emulate import emulation_twin
+from deployconv.export.precision.fp16_guard import FP16_BUDGET, guard_fp16
+from deployconv.export.precision.int8 import quantize_int8
+from deployconv.export.simplify import simplify
+from deployconv.reparam import reparameterize
+from deployconv.runtime.ort import OrtRunner
+from deployconv.runtime.trt import TrtRunner
 
 STAGES = ("train", "deploy", "onnx", "simplified", "fp16", "int8", "engine")
 Run = Callable[[np.ndarray], np.ndarray]
@@ -75,7 +86,6 @@ def torch_run(module: Any) -> Run:
 
 
 def ort_run(proto: onnx.ModelProto, threads: int | None = None, providers: list[str] | None = None) -> Run:
-    from deployconv.runtime.ort import OrtRunner
 
     runner = OrtRunner(proto.SerializeToString(), threads=threads, providers=providers).activate()
     name, meta = next(iter(runner.input_metadata().items()))
@@ -106,9 +116,6 @@ class Graphs:
 def export_graphs(deploy: Any, input_size: tuple[int, ...], opts: StageOptions) -> Graphs:
     import torch
 
-    from deployconv.core.target import get_target
-    from deployconv.export.onnx_export import export_onnx
-    from deployconv.export.simplify import simplify
 
     tgt = get_target("onnx")
     example = torch.randn(2, *input_size, generator=torch.Generator().manual_seed(0))
@@ -120,9 +127,6 @@ def export_graphs(deploy: Any, input_size: tuple[int, ...], opts: StageOptions) 
 def fp16_stage(fp32: onnx.ModelProto, calib: np.ndarray, threads: int | None) -> Stage:
     """The guarded mixed fp16 graph (what `export --target onnx-fp16` writes), on the real fp16 path or
     emulated."""
-    from deployconv.export.precision.fp16 import ensure_node_names
-    from deployconv.export.precision.fp16_emulate import emulation_twin
-    from deployconv.export.precision.fp16_guard import FP16_BUDGET, guard_fp16
 
     mixed, rep = guard_fp16(ensure_node_names(_copy(fp32)), [calib[:16]], FP16_BUDGET, io_dtype="fp32")
     note = f"{rep.fp16_nodes}/{rep.nodes} nodes fp16, {len(rep.kept_fp32)} kept fp32 by the guard"
@@ -136,7 +140,6 @@ def fp16_stage(fp32: onnx.ModelProto, calib: np.ndarray, threads: int | None) ->
 def given_fp16(mixed: onnx.ModelProto, opts: StageOptions) -> Stage:
     """A given mixed fp16 graph: on the CUDA provider where present, else its emulation twin (ORT CPU would
     compute its fp16 islands in fp32)."""
-    from deployconv.export.precision.fp16_emulate import emulation_twin
 
     if _has_cuda_ort():
         return Stage("fp16", f"fp16 graph from {opts.graph_source}, ONNX Runtime CUDA",
@@ -146,7 +149,6 @@ def given_fp16(mixed: onnx.ModelProto, opts: StageOptions) -> Stage:
 
 
 def int8_graph(fp32: onnx.ModelProto, calib: Any, opts: StageOptions) -> tuple[onnx.ModelProto, str]:
-    from deployconv.export.precision.int8 import quantize_int8
 
     q, rep = quantize_int8(fp32, calib, method=opts.int8_method, activation="int8-symmetric",
                            exclude_nodes=opts.int8_keep)
@@ -165,9 +167,6 @@ def engine_stage(fp32: onnx.ModelProto, workdir: Path) -> Stage | Skipped:
     written against deployconv's own build_engine / TrtRunner, which follow the documented API."""
     if importlib.util.find_spec("tensorrt") is None:
         return Skipped("engine", "TensorRT is not installed here; run `deployconv eval` on the target device")
-    from deployconv.core.target import get_target
-    from deployconv.engine.builder import build_engine
-    from deployconv.runtime.trt import TrtRunner
 
     path = workdir / MODEL_ONNX
     onnx.save(fp32, path)
@@ -191,7 +190,6 @@ def build_stages(train: Any, input_size: tuple[int, ...], calib: Any, opts: Stag
     """The runnable stages in pipeline order and the ones skipped (with why). `calib` is a
     CalibrationData of real images (int8 calibration, fp16 guard)."""
     step = progress or (lambda _s: None)
-    from deployconv.reparam import reparameterize
 
     wanted = set(opts.stages)
     stages: list[Stage] = []

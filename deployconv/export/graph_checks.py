@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 import onnx
 
+from deployconv.plugins.onnx_schemas import register_plugin_schemas
+
 
 @dataclass
 class GraphCheck:
@@ -26,7 +28,6 @@ def _attr_key(node: onnx.NodeProto) -> tuple:
 
 def check_graph(proto: onnx.ModelProto) -> GraphCheck:
     """Run onnx.checker (full) and shape inference, then count what a clean graph must not contain."""
-    from deployconv.plugins.onnx_schemas import register_plugin_schemas
 
     register_plugin_schemas()
     onnx.checker.check_model(proto, full_check=True)

@@ -19,6 +19,7 @@ import torch
 
 from deployconv.core.errors import BadInputError
 from deployconv.core.target import Target
+from deployconv.models.io import dynamic_shapes
 from deployconv.ops.lowering_table import entries, translation_table
 from deployconv.reparam.walker import output_tensors
 
@@ -64,7 +65,6 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor | tuple, target: T
     lowering = {name: target.lowering_for(name) for name in entries()}
     args = example if isinstance(example, tuple) else (example,)
     if io is not None:
-        from deployconv.models.io import dynamic_shapes
 
         dynamic = dynamic_shapes(io)
         input_names = io.names

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import onnx
 
+from deployconv.core.errors import BadInputError
+
 SIMPLIFIERS = ("onnxslim", "onnxsim", "none")
 
 
@@ -21,7 +23,6 @@ class SimplifyInfo:
 
 
 def simplify(proto: onnx.ModelProto, tool: str) -> tuple[onnx.ModelProto, SimplifyInfo]:
-    from deployconv.core.errors import BadInputError
 
     if tool not in SIMPLIFIERS:
         raise BadInputError(f"unknown simplifier {tool!r}", fix=f"choose one of {', '.join(SIMPLIFIERS)}")

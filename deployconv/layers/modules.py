@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from deployconv.layers.fusion import bn_stats, fuse_bn_linear, fuse_conv_bn, fuse_linear_bn
+from deployconv.layers.fusion import bn_scale_shift, bn_stats, fuse_bn_linear, fuse_conv_bn, fuse_linear_bn
 
 _CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -77,7 +77,6 @@ class ChannelAffine(nn.Module):
     @classmethod
     @torch.no_grad()
     def from_bn(cls, bn: nn.Module) -> ChannelAffine:
-        from deployconv.layers.fusion import bn_scale_shift
 
         return cls(*bn_scale_shift(bn_stats(bn)))
 

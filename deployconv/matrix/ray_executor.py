@@ -31,10 +31,13 @@ from typing import Any
 import ray
 
 from deployconv.core.errors import BadInputError, MissingEnvironmentError
+from deployconv.core.fsio import atomic_dir
+from deployconv.core.target import builtin_targets
 from deployconv.matrix.results import job_dir
-from deployconv.matrix.spec import JobSpec
-from deployconv.matrix.steps import StepOptions, StepOutcome
+from deployconv.matrix.spec import JobSpec, validate_job
+from deployconv.matrix.steps import StepOptions, StepOutcome, run_step
 from deployconv.matrix.transfer import pack, unpack
+from deployconv.models.registry import list_models
 
 MAX_RETRIES = 3
 
@@ -59,15 +62,11 @@ def auth_note(address: str | None, version: str = ray.__version__, env: dict[str
 def _run_remote(job_d: dict[str, Any], opts_d: dict[str, Any], user_models: list[str],
                 *payloads: Any) -> tuple[dict[str, Any], Any]:
     """Runs on a Ray worker: re-validate the spec, unpack and check inputs, run the step, pack the output."""
-    from deployconv.core.target import builtin_targets
-    from deployconv.matrix.spec import validate_job
-    from deployconv.matrix.steps import run_step
 
     job = JobSpec(**{k: v for k, v in job_d.items() if k != "id"} | {"deps": tuple(job_d["deps"]),
                                                                     "soft": tuple(job_d["soft"])})
     zoo = None
     if job.step == "export":
-        from deployconv.models.registry import list_models
 
         zoo = list_models()
     validate_job(job, zoo, user_models, builtin_targets())
@@ -157,7 +156,6 @@ class RayExecutor:
 
     def _store(self, job: JobSpec, payload: Any) -> None:
         """Copy a job's output into OUT (atomically replacing an older one), checked like any arrival."""
-        from deployconv.core.fsio import atomic_dir
 
         dest = self.out / job_dir(job)
         with atomic_dir(dest, force=True) as tmp:

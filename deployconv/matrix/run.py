@@ -14,13 +14,21 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from deployconv.core.errors import BadInputError
+from deployconv.core.errors import BadInputError, DeployconvError, MissingEnvironmentError
 from deployconv.core.fsio import refuse_overwrite, write_text_atomic
+from deployconv.core.target import builtin_targets
+from deployconv.core.version import __version__
 from deployconv.matrix.graph import build_jobs, check_graph
+from deployconv.matrix.local import LocalExecutor
+from deployconv.matrix.page import render_page
 from deployconv.matrix.results import JobRecord, matrix_document
 from deployconv.matrix.scheduler import run_jobs
 from deployconv.matrix.spec import HOST, JobSpec, MatrixSpec, validate_job
 from deployconv.matrix.steps import StepOptions
+from deployconv.matrix.summary import to_markdown
+from deployconv.models.registry import list_models
+from deployconv.report import write_report
+from deployconv.validate.fingerprint import cpu_model
 
 EXECUTORS = ("local", "ray")
 
@@ -39,8 +47,6 @@ class MatrixRun:
 
 def plan(spec: MatrixSpec) -> list[JobSpec]:
     """The validated job graph of `spec` (every job checked against the step enum, zoo and targets)."""
-    from deployconv.core.target import builtin_targets
-    from deployconv.models.registry import list_models
 
     targets = builtin_targets()
     jobs = build_jobs(spec, {t: targets[t].runtime for t in spec.targets})
@@ -54,8 +60,6 @@ def plan(spec: MatrixSpec) -> list[JobSpec]:
 def _conditions(executor: Any, opts: StepOptions) -> dict[str, Any]:
     import numpy
 
-    from deployconv.core.version import __version__
-    from deployconv.validate.fingerprint import cpu_model
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     return {"executor": executor.name, "workers": executor.workers, "threads_per_job": opts.threads,
@@ -67,7 +71,6 @@ def _conditions(executor: Any, opts: StepOptions) -> dict[str, Any]:
 
 def make_executor(kind: str, out: Path, *, workers: int | None, address: str | None, spec: MatrixSpec) -> Any:
     if kind == "local":
-        from deployconv.matrix.local import LocalExecutor
 
         remote = [d for d in spec.devices if d != HOST]
         if remote:
@@ -78,8 +81,6 @@ def make_executor(kind: str, out: Path, *, workers: int | None, address: str | N
         try:
             from deployconv.matrix.ray_executor import RayExecutor
         except ImportError:
-            from deployconv.core.errors import MissingEnvironmentError
-
             raise MissingEnvironmentError("the Ray executor needs ray", fix="pip install 'deployconv[ray]'") from None
         return RayExecutor(out, address=address, workers=workers, threads=1,
                            devices=tuple(d for d in spec.devices if d != HOST), user_models=spec.user_models)
@@ -89,8 +90,6 @@ def make_executor(kind: str, out: Path, *, workers: int | None, address: str | N
 def write_reports(out: Path, doc: dict[str, Any]) -> None:
     """The export's HTML report (`deployconv report`) next to each exported cell, for the grid to link to.
     A page that cannot be drawn is noted in its cell; the matrix goes on."""
-    from deployconv.core.errors import DeployconvError
-    from deployconv.report import write_report
 
     done: dict[str, str | None] = {}
     for c in doc["cells"]:
@@ -110,8 +109,6 @@ def write_reports(out: Path, doc: dict[str, Any]) -> None:
 
 
 def write_outputs(out: Path, doc: Mapping[str, Any]) -> None:
-    from deployconv.matrix.page import render_page
-    from deployconv.matrix.summary import to_markdown
 
     write_text_atomic(out / "matrix.json", json.dumps(doc, indent=2, default=str) + "\n")
     write_text_atomic(out / "matrix.md", to_markdown(doc))

@@ -24,8 +24,16 @@ from deployconv.core.artifacts.engine import EngineEntry
 from deployconv.core.artifacts.names import MANIFEST, MODEL_ONNX
 from deployconv.core.errors import EXIT_CHECK_FAILED, EXIT_MISSING_ENV, DeployconvError
 from deployconv.core.fsio import atomic_dir
+from deployconv.core.target import target_of_manifest
+from deployconv.engine.builder import build_engine
 from deployconv.matrix.results import output_hash
 from deployconv.matrix.spec import HOST, JobSpec
+from deployconv.pipeline.bundle import make_bundle
+from deployconv.runtime import load_runner, random_feed
+from deployconv.trust.manifest import read_manifest, write_manifest
+from deployconv.validate.device import check_bundle
+from deployconv.validate.export_dir import recheck_dir
+from deployconv.validate.latency import benchmark
 
 
 @dataclass(frozen=True)
@@ -99,16 +107,12 @@ def _export(job: JobSpec, out: Path, opts: StepOptions) -> dict[str, Any]:
 
 
 def _bundle(job: JobSpec, src: Path, out: Path) -> dict[str, Any]:
-    from deployconv.pipeline.bundle import make_bundle
 
     b = make_bundle(src, out, force=True)
     return {"files": b.files, "tar_sha256": b.tar_sha256, "trtexec": b.trtexec, "notes": b.notes}
 
 
 def _build_engine(job: JobSpec, src: Path, out: Path) -> dict[str, Any]:
-    from deployconv.core.target import target_of_manifest
-    from deployconv.engine.builder import build_engine
-    from deployconv.trust.manifest import read_manifest, write_manifest
 
     with atomic_dir(out, force=True) as tmp:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
@@ -125,7 +129,6 @@ def _build_engine(job: JobSpec, src: Path, out: Path) -> dict[str, Any]:
 
 
 def _validate(job: JobSpec, src: Path, out: Path) -> dict[str, Any]:
-    from deployconv.validate.export_dir import recheck_dir
 
     r = recheck_dir(src, torch_free=job.device != HOST)
     summary = {"parity": parity_summary(r["parity"]), "mode": r["mode"], "runtimes": r["runtimes"],
@@ -141,9 +144,6 @@ def _validate(job: JobSpec, src: Path, out: Path) -> dict[str, Any]:
 def _bench(job: JobSpec, src: Path, out: Path, opts: StepOptions) -> dict[str, Any]:
     import numpy as np
 
-    from deployconv.runtime import load_runner, random_feed
-    from deployconv.trust.manifest import read_manifest
-    from deployconv.validate.latency import benchmark
 
     runtime = "trt" if read_manifest(src).runtime == "tensorrt" else "ort-cpu"
     runner = load_runner(src, runtime=runtime, threads=opts.threads)
@@ -165,7 +165,6 @@ def _bench(job: JobSpec, src: Path, out: Path, opts: StepOptions) -> dict[str, A
 
 
 def _check(job: JobSpec, src: Path, out: Path) -> dict[str, Any]:
-    from deployconv.validate.device import check_bundle
 
     report = check_bundle(src)
     summary = {"checks": {c.name: c.status for c in report.checks}, "runtime": report.runtime,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from deployconv.plugins.onnx_schemas import register_plugin_schemas
 from deployconv.plugins.table import ONNX_DOMAIN, ONNX_DOMAIN_VERSION, plugin_for_op
 
 LOWERINGS = ("standard", "plugin")
@@ -42,7 +43,6 @@ def plugin_node(qualname: str, inputs: Sequence, attrs: dict):
     the C++ creators read. `inputs` in the table's order; trailing None inputs are omitted."""
     import onnxscript
 
-    from deployconv.plugins.onnx_schemas import register_plugin_schemas
 
     spec = plugin_for_op(qualname)
     if sorted(attrs) != sorted(spec.attr_names()):

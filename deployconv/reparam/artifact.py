@@ -13,6 +13,8 @@ import torch
 
 from deployconv.core.errors import BadInputError
 from deployconv.core.fsio import refuse_overwrite, write_atomic
+from deployconv.models import create_model
+from deployconv.reparam.walker import reparameterize
 
 FORMAT = "deployconv.deploy/1"
 
@@ -32,8 +34,6 @@ def save_deploy(model: torch.nn.Module, path: str | Path, *, force: bool = False
 
 
 def load_deploy(path: str | Path) -> torch.nn.Module:
-    from deployconv.models import create_model
-    from deployconv.reparam.walker import reparameterize
 
     path = Path(path)
     if not path.is_file():

@@ -9,10 +9,10 @@ from __future__ import annotations
 import torch
 
 from deployconv.models.registry import get_model_spec, list_models
+from deployconv.reparam.walker import count_params, reparameterize
 
 
 def zoo_row(name: str) -> dict:
-    from deployconv.reparam.walker import count_params, reparameterize
 
     spec = get_model_spec(name)
     with torch.device("meta"):

@@ -28,6 +28,9 @@ from deployconv.layers.modules import (
     fuse_linear_bn_modules,
     is_bn,
 )
+from deployconv.models.registry import model_info
+from deployconv.reparam.finite import nonfinite_tensors
+from deployconv.reparam.graph.fuse import graph_fuse
 from deployconv.reparam.pairs import find_pairs
 from deployconv.reparam.report import ReparamReport, RewriteRecord
 
@@ -174,7 +177,6 @@ def fold_pairs(model: nn.Module) -> list[RewriteRecord]:
 
 def _graph_pass(work: nn.Module, probe: torch.Tensor | tuple | None, tolerance: float, report: ReparamReport,
                 name: str) -> nn.Module:
-    from deployconv.reparam.graph.fuse import graph_fuse
 
     if any(t.is_meta for t in (*work.parameters(), *work.buffers())):
         # Some sites depend on values (a BN shift of zero lets BN->Conv fold through padding) and none can be proven
@@ -202,7 +204,6 @@ def _args(probe: torch.Tensor | tuple) -> tuple:
 
 
 def default_probe(model: nn.Module, batch: int = 2, seed: int = 0) -> torch.Tensor:
-    from deployconv.models.registry import model_info
 
     info = model_info(model)
     g = torch.Generator().manual_seed(seed)
@@ -252,7 +253,6 @@ def reparameterize(
         ref64 = _run64(work, _args(probe), {})
         bad = sum(int((~torch.isfinite(t)).sum()) for t in output_tensors(ref32) + output_tensors(ref64))
         if bad:
-            from deployconv.reparam.finite import nonfinite_tensors
 
             culprits = nonfinite_tensors(work)
             raise CheckFailedError(

@@ -24,6 +24,7 @@ from deployconv.runtime.ort import OrtRunner
 from deployconv.trust.closed import require_closed
 from deployconv.trust.manifest import read_manifest, sha256_file
 from deployconv.trust.source import source_sha256
+from deployconv.validate.binding import bind_manifest
 from deployconv.validate.chain import Stage, engine_runner, reference_stages, runner_stage, torch_stages
 from deployconv.validate.io_layout import io_layout_from_manifest
 from deployconv.validate.parity import merge_points, run_chain
@@ -184,7 +185,6 @@ def recheck_dir(directory: Path, *, torch_free: bool = False, runtime: str = "au
                 trust_source: bool = False, expect: str | None = None, trust: Path | None = None) -> dict[str, Any]:
     """Validate `directory`: bind the manifest (--expect/--trust), the closed-manifest check (CheckFailedError
     naming each file on any difference), then the parity chain."""
-    from deployconv.validate.binding import bind_manifest
 
     directory = Path(directory)
     if not directory.is_dir():
