@@ -153,15 +153,15 @@ def third_party(mod: str) -> tuple[tuple[str, bool, int], ...]:
 
 
 @cache
-def heavy_modules() -> frozenset[str]:
-    """Our modules that load a HEAVY package when imported (at the top of themselves or of a module they import
+def heavy_modules(packages: frozenset[str] = HEAVY) -> frozenset[str]:
+    """Our modules that load one of `packages` when imported (at the top of themselves or of a module they import
     at the top, or in the __init__ of a package they sit in: importing deployconv.reparam.render runs
     deployconv/reparam/__init__.py first)."""
     top = defaultdict(set)
     for e in edges():
         if not e.lazy:
             top[e.src].add(e.dst)
-    heavy = {m for m in modules() if any(p in HEAVY and not lazy for p, lazy, _ in third_party(m))}
+    heavy = {m for m in modules() if any(p in packages and not lazy for p, lazy, _ in third_party(m))}
     changed = True
     while changed:
         changed = False

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import import_graph
 from tests.runtime import save, tiny_classifier
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,6 +136,44 @@ def test_bench_runs_without_torch(blocked_env, tmp_path):
     assert proc.returncode == 0, proc.stderr
     d = json.loads(proc.stdout)
     assert len(d["samples_ms"]) == 20 and d["fingerprint"]["runtime"] == "onnxruntime"
+
+
+# --- the whole torch-free layer set, from the import graph ---
+
+# Packages whose every module must import on a device without PyTorch, and the few modules that need it (why).
+TORCH_FREE_PACKAGES = ("core", "trust", "plugins", "runtime", "validate", "engine", "report", "matrix", "cli")
+NEEDS_TORCH = {
+    "deployconv.runtime.torch_runner": "the PyTorch runner itself",
+    "deployconv.validate.quick_bench": "times the PyTorch forms beside ONNX Runtime during export",
+}
+
+
+def _torch_free_layer_set() -> list[str]:
+    return sorted(m for m in import_graph.modules() if import_graph.package_of(m) in TORCH_FREE_PACKAGES
+                  and m not in NEEDS_TORCH)
+
+
+def test_the_torch_free_layers_load_no_torch_by_their_imports():
+    """Static: no module of the torch-free layers imports torch at its top, directly or through what it imports."""
+    bound = import_graph.heavy_modules(frozenset({"torch", "torchvision"}))
+    assert set(NEEDS_TORCH) <= bound, "a module listed as needing torch no longer does: drop it from NEEDS_TORCH"
+    assert not [m for m in _torch_free_layer_set() if m in bound]
+
+
+def test_every_module_of_the_torch_free_layers_imports_with_torch_blocked(blocked_env):
+    names = _torch_free_layer_set()
+    assert len(names) > 100  # the whole set, not a sample
+    code = textwrap.dedent(f'''
+        import importlib, sys
+        for name in {names!r}:
+            importlib.import_module(name)
+        leaked = sorted(m for m in sys.modules if m == "torch" or m.startswith("torch."))
+        assert not leaked, leaked
+        print("imported", len({names!r}))
+    ''')
+    proc = run_blocked(blocked_env, "-c", code)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"imported {len(names)}" in proc.stdout
 
 
 # --- engine/ and the TensorRT runner: no torch AND no TensorRT (nor cuda-python) at import ---
