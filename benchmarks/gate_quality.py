@@ -35,6 +35,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from benchmarks._env import fingerprint as env_fingerprint
 from deployconv.core.fsio import write_text_atomic
+from deployconv.runtime.timing import BenchResult
 from deployconv.validate.gate import DEFAULT_MAX_REGRESSION, DEFAULT_RUN_NOISE, gate
 from deployconv.validate.gate_stats import (
     bootstrap_log_ratio,
@@ -42,7 +43,6 @@ from deployconv.validate.gate_stats import (
     percentile_interval,
     resampling_units,
 )
-from deployconv.validate.latency import BenchResult
 
 RESULTS = Path(__file__).parent / "results" / "gate_quality_cpu.json"
 BLOCKS, CHANNELS, SIZE = 6, 32, 64

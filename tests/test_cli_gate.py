@@ -17,8 +17,8 @@ from deployconv.cli.app import app
 from deployconv.cli.bench import bench_cmd
 from deployconv.cli.gate import gate_cmd, parse_percent
 from deployconv.core.errors import BadInputError
+from deployconv.runtime.timing import BenchResult, summarize
 from deployconv.validate.fingerprint import Fingerprint
-from deployconv.validate.latency import BenchResult, summarize
 from tests.runtime import save, tiny_classifier
 from tests.test_torch_free import BLOCKER, REPO, run_blocked
 

@@ -49,7 +49,7 @@ TORCH_FREE_MODULES = [
     "deployconv.runtime.trt_timing",
     "deployconv.validate",
     "deployconv.validate.metrics",
-    "deployconv.validate.latency",
+    "deployconv.runtime.timing",
     "deployconv.validate.fingerprint",
     "deployconv.plugins",
     "deployconv.plugins.table",

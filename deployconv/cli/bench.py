@@ -28,9 +28,9 @@ from deployconv.core.errors import BadInputError
 from deployconv.core.fsio import refuse_overwrite, write_text_atomic
 from deployconv.core.io_spec import IOSpec
 from deployconv.runtime import load_runner, random_feed
+from deployconv.runtime.timing import BenchResult, benchmark
 from deployconv.runtime.trt import benchmark_trt
 from deployconv.trust.manifest import read_manifest
-from deployconv.validate.latency import BenchResult, benchmark
 
 BENCH_RUNTIMES = ("ort-cpu", "ort-cuda", "trt")  # bench times one runtime you name
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from deployconv.core.artifacts.names import ENGINE, MANIFEST, PLUGIN_LIBRARY_NAME
 from deployconv.core.errors import BadInputError, CheckFailedError, MissingEnvironmentError
-from deployconv.core.fsio import refuse_overwrite, write_atomic
+from deployconv.core.fsio import refuse_overwrite, sha256_file, write_atomic
 from deployconv.engine.inspector import (
     LAYERS_FILE,
     compare,
@@ -34,7 +34,7 @@ from deployconv.runtime.cuda_io import device_facts
 from deployconv.runtime.load_policy import PlanFacts, apply_runtime_settings, runtime_settings
 from deployconv.runtime.plugin_loading import load_plugin_libraries, resolve_library_paths
 from deployconv.runtime.tensorrt_api import capturing_logger
-from deployconv.trust.manifest import read_manifest, sha256_file
+from deployconv.trust.manifest import read_manifest
 
 ENGINE_FILE = ENGINE
 # The TensorRT versions the "no TensorRT here" message writes trtexec lines for (unless the target's range

@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from deployconv.core.artifacts.names import MANIFEST, REPORT
-from deployconv.core.fsio import safe_name, write_text_atomic
+from deployconv.core.fsio import safe_name, sha256_file, write_text_atomic
 from deployconv.core.version import __version__
 from deployconv.matrix.spec import STEPS, JobSpec
-from deployconv.trust.closed import sha256_file
 
 SCHEMA = "deployconv.matrix/1"
 JOB_SCHEMA = "deployconv.matrix.job/1"

@@ -11,13 +11,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from deployconv.core.fsio import sha256_file
 from deployconv.matrix.results import (
     FINISHED,
     JobRecord,
     input_hash,
     job_dir,
     read_record,
-    sha256_file,
     write_record,
 )
 from deployconv.matrix.spec import HOST, JobSpec

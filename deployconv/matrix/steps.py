@@ -30,10 +30,10 @@ from deployconv.matrix.results import output_hash
 from deployconv.matrix.spec import HOST, JobSpec
 from deployconv.pipeline.bundle import make_bundle
 from deployconv.runtime import load_runner, random_feed
+from deployconv.runtime.timing import benchmark
 from deployconv.trust.manifest import read_manifest, write_manifest
 from deployconv.validate.device import check_bundle
 from deployconv.validate.export_dir import recheck_dir
-from deployconv.validate.latency import benchmark
 
 
 @dataclass(frozen=True)

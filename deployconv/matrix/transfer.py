@@ -14,7 +14,7 @@ from pathlib import Path
 
 from deployconv.core.artifacts.names import MANIFEST
 from deployconv.core.errors import CheckFailedError
-from deployconv.matrix.results import sha256_file
+from deployconv.core.fsio import sha256_file
 from deployconv.trust.manifest import read_manifest, verify_hashes
 
 Payload = tuple[str | None, bytes]

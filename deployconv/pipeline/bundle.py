@@ -36,7 +36,7 @@ from deployconv.core.artifacts.names import (
     PYTHON_DIR,
 )
 from deployconv.core.errors import BadInputError, DeployconvError
-from deployconv.core.fsio import atomic_dir, atomic_path, refuse_overwrite
+from deployconv.core.fsio import atomic_dir, atomic_path, refuse_overwrite, sha256_file
 from deployconv.core.target import get_target
 from deployconv.engine import (
     engine_spec_for,
@@ -48,7 +48,7 @@ from deployconv.engine import (
 from deployconv.engine.dla import dla_capability
 from deployconv.pipeline.bundle_readme import ReadmeFacts, render_readme
 from deployconv.trust.closed import require_closed
-from deployconv.trust.manifest import read_manifest, sha256_file, write_manifest
+from deployconv.trust.manifest import read_manifest, write_manifest
 from deployconv.trust.pin import manifest_sha256, pin_path, write_pin
 from deployconv.trust.signing import load_private_key, sign_manifest
 

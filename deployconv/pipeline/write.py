@@ -17,7 +17,7 @@ import torch
 from deployconv.core.artifacts import EngineEntry, ExportReport, Manifest, PluginRef
 from deployconv.core.artifacts.manifest import EXPORT_FORMAT
 from deployconv.core.artifacts.names import MODEL_ONNX, ORT_DIR, ORT_MODEL, REFERENCE, REPORT
-from deployconv.core.fsio import atomic_dir
+from deployconv.core.fsio import atomic_dir, sha256_file
 from deployconv.core.reference import RefPoint, save_reference
 from deployconv.pipeline.engine import EngineOutcome
 from deployconv.pipeline.graph import GraphChecks, Graphs, twin_report
@@ -26,7 +26,7 @@ from deployconv.pipeline.options import ExportOptions
 from deployconv.pipeline.parity import ParityInputs, ParityOutcome
 from deployconv.pipeline.precision import PrecisionResult
 from deployconv.plugins.table import ONNX_DOMAIN, PLUGINS
-from deployconv.trust.manifest import io_signature, sha256_file, write_manifest
+from deployconv.trust.manifest import io_signature, write_manifest
 from deployconv.trust.source import source_sha256
 
 

@@ -68,7 +68,7 @@ def run_notes(run: Run) -> list[str]:
 
 
 def stats_mismatch(samples: Sequence[float], stats: dict[str, Any], rtol: float = 1e-6) -> list[str]:
-    """Recompute median/p99 from the stored samples (numpy 'linear', as deployconv.validate.latency does);
+    """Recompute median/p99 from the stored samples (numpy 'linear', as deployconv.runtime.timing does);
     a difference means the stats and the samples do not belong together."""
     x = np.asarray(samples, dtype=np.float64)
     out = []

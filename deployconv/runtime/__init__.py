@@ -14,14 +14,14 @@ from typing import Any
 from deployconv.core.artifacts.names import ENGINE, MODEL_ONNX, ORT_MODEL
 from deployconv.core.errors import BadInputError, MissingEnvironmentError
 from deployconv.runtime.base import Runner, TensorMeta, is_dynamic, random_feed
-from deployconv.runtime.ort import CPU, CUDA, OrtRunner, available_cpus, resolve_providers, sha256_of
+from deployconv.runtime.ort import CPU, CUDA, OrtRunner, resolve_providers, sha256_of
 from deployconv.runtime.trt import TrtRunner
 
 # runtime name (the CLI's --runtime) -> ONNX Runtime providers; "trt" is TensorRT.
 RUNTIMES: dict[str, list[str] | None] = {"ort-cpu": [CPU], "ort-cuda": [CUDA, CPU], "trt": None}
 ENGINE_SUFFIXES = (".plan", ".engine")
 
-__all__ = ["RUNTIMES", "OrtRunner", "Runner", "TensorMeta", "TorchRunner", "available_cpus", "is_dynamic",
+__all__ = ["RUNTIMES", "OrtRunner", "Runner", "TensorMeta", "TorchRunner", "is_dynamic",
            "load_runner", "random_feed", "resolve_artifact", "sha256_of"]
 
 

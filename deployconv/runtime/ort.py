@@ -17,8 +17,8 @@ import numpy as np
 
 from deployconv.core.env import available_cpus
 from deployconv.core.errors import BadInputError, MissingEnvironmentError
+from deployconv.core.fsio import sha256_file
 from deployconv.runtime.base import Runner, TensorMeta
-from deployconv.trust.manifest import sha256_file
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"

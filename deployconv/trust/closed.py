@@ -30,8 +30,9 @@ from deployconv.core.artifacts.names import (
     PYTHON_DIR,
     SIGNATURE,
 )
+from deployconv.core.artifacts.paths import path_problem
 from deployconv.core.errors import CheckFailedError
-from deployconv.trust.paths import path_problem
+from deployconv.core.fsio import sha256_file
 
 UNLISTED_OK = frozenset({MANIFEST, SIGNATURE})
 # Built on the device, never shipped: the plugin library's CMake tree, the engine, `pip install ./deployconv_src`.
@@ -99,17 +100,6 @@ def _walk(directory: Path) -> tuple[list[str], list[str]]:
 
     visit(directory, "")
     return files, problems
-
-
-def sha256_file(path: Path) -> str:
-    """The one file hash of the package (manifests, pins, matrix records): streamed, 1 MiB at a time."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def verify_closed(directory: Path, manifest: Manifest | Mapping[str, Any], *, fresh: bool = False,

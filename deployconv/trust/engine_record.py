@@ -16,8 +16,8 @@ from deployconv.core.artifacts.engine import EngineEntry
 from deployconv.core.artifacts.manifest import Manifest
 from deployconv.core.artifacts.names import ENGINE, ENGINE_LAYERS, MANIFEST
 from deployconv.core.errors import BadInputError
-from deployconv.core.fsio import write_text_atomic
-from deployconv.trust.closed import require_closed, sha256_file
+from deployconv.core.fsio import sha256_file, write_text_atomic
+from deployconv.trust.closed import require_closed
 from deployconv.trust.manifest import read_manifest
 from deployconv.trust.pin import manifest_sha256
 

@@ -10,11 +10,11 @@ from typing import Any
 
 from deployconv.core.artifacts.manifest import Manifest
 from deployconv.core.artifacts.names import MANIFEST, SIGNATURE
+from deployconv.core.artifacts.paths import path_problem
 from deployconv.core.errors import BadInputError
-from deployconv.core.fsio import write_text_atomic
+from deployconv.core.fsio import sha256_file, write_text_atomic
 from deployconv.core.version import __version__
-from deployconv.trust.closed import _walk, sha256_file  # sha256_file: re-exported, the one file hash
-from deployconv.trust.paths import path_problem
+from deployconv.trust.closed import _walk
 from deployconv.trust.schema import validate_manifest
 
 _TOOLS = ("torch", "onnx", "onnxruntime", "onnxscript", "onnxsim", "onnxslim", "numpy", "tensorrt")

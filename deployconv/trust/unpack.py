@@ -7,9 +7,9 @@ import shutil
 import tarfile
 from pathlib import Path
 
+from deployconv.core.artifacts.paths import path_problem
 from deployconv.core.errors import BadInputError
 from deployconv.core.fsio import atomic_dir
-from deployconv.trust.paths import path_problem
 
 MAX_MEMBERS = 100_000
 

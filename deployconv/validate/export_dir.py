@@ -16,13 +16,14 @@ from typing import Any
 from deployconv.core.artifacts.manifest import Manifest
 from deployconv.core.artifacts.names import ENGINE, MANIFEST, PLUGIN_LIBRARY, REFERENCE
 from deployconv.core.errors import BadInputError, CheckFailedError, MissingEnvironmentError
+from deployconv.core.fsio import sha256_file
 from deployconv.core.reference import load_reference
 from deployconv.core.target import chain_budget, onnx_precision, target_of_manifest
 from deployconv.models.seeded import create_seeded
 from deployconv.plugins.library import plugin_library
 from deployconv.runtime.ort import OrtRunner
 from deployconv.trust.closed import require_closed
-from deployconv.trust.manifest import read_manifest, sha256_file
+from deployconv.trust.manifest import read_manifest
 from deployconv.trust.source import source_sha256
 from deployconv.validate.binding import bind_manifest
 from deployconv.validate.chain import Stage, engine_runner, reference_stages, runner_stage, torch_stages

@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 
 from deployconv.core.errors import BadInputError
+from deployconv.runtime.timing import BenchResult
 from deployconv.validate.fingerprint import IDENTITY_FIELDS, comparable
 from deployconv.validate.gate_stats import (
     METRIC_PERCENTILES,
@@ -64,7 +65,6 @@ from deployconv.validate.gate_stats import (
     percentile_interval,
     resampling_units,
 )
-from deployconv.validate.latency import BenchResult
 
 SCHEMA = "deployconv.gate/1"
 DEFAULT_MAX_REGRESSION = 0.05

@@ -13,7 +13,7 @@ from typing import Any
 
 from deployconv.core.errors import BadInputError
 from deployconv.core.fsio import write_text_atomic
-from deployconv.validate.latency import BenchResult
+from deployconv.runtime.timing import BenchResult
 
 
 def _read_json(path: Path, role: str) -> dict[str, Any]:

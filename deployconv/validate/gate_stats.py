@@ -21,7 +21,7 @@ import numpy as np
 # the sharpest for a change in compute, blind to a change that only adds stalls. p99: the tail.
 METRIC_PERCENTILES = {"median": 50.0, "p10": 10.0, "p99": 99.0}
 MIN_UNITS = 10  # resampling units per run: fewer and the bootstrap distribution is too coarse to have tails
-PERCENTILE_METHOD = "linear"  # the same as deployconv.validate.latency.summarize
+PERCENTILE_METHOD = "linear"  # the same as deployconv.runtime.timing.summarize
 
 
 def metric_value(samples: np.ndarray, metric: str) -> float:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from deployconv.core.env import available_cpus
 from deployconv.core.outputs import flatten
 from deployconv.runtime.base import TensorMeta
-from deployconv.runtime.ort import OrtRunner, available_cpus
+from deployconv.runtime.ort import OrtRunner
+from deployconv.runtime.timing import benchmark
 from deployconv.runtime.torch_runner import TorchRunner
-from deployconv.validate.latency import benchmark
 
 
 def compare_runtimes(train, deploy, protos, input_size, batch: int, seconds: float, threads: int | None) -> dict:

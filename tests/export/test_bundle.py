@@ -16,11 +16,12 @@ from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
 from deployconv.core.errors import BadInputError
+from deployconv.core.fsio import sha256_file
 from deployconv.core.target import get_target
 from deployconv.pipeline.bundle import FIXED_MTIME, make_bundle, repo_root, tarball_for, trtexec_line
 from deployconv.pipeline.bundle_readme import PLUGIN_LIBRARY, ReadmeFacts, render_readme
 from deployconv.pipeline.export import ExportOptions, export
-from deployconv.trust.manifest import read_manifest, sha256_file, verify_hashes
+from deployconv.trust.manifest import read_manifest, verify_hashes
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "tiny_model.py"
 REPO = repo_root()

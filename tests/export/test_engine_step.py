@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from deployconv.core.fsio import sha256_file
 from deployconv.pipeline.engine import relocate
 from deployconv.pipeline.export import ExportOptions, export
 from deployconv.runtime.plugin_loading import forget_loaded
-from deployconv.trust.manifest import read_manifest, sha256_file, verify_hashes
+from deployconv.trust.manifest import read_manifest, verify_hashes
 from tests.fake_tensorrt import install
 
 FIXTURE = f"{Path(__file__).parents[1] / 'fixtures' / 'tiny_model.py'}:build"

@@ -9,9 +9,9 @@ import numpy as np
 from typer.testing import CliRunner
 
 from deployconv.cli.app import app
+from deployconv.runtime.timing import BenchResult, summarize
 from deployconv.validate.fingerprint import Fingerprint
 from deployconv.validate.gate_matrix import gate_matrix
-from deployconv.validate.latency import BenchResult, summarize
 
 runner = CliRunner()
 FP = Fingerprint(cpu_model="Test CPU", cpu_logical_cores=2, cpu_affinity=1, machine="x86_64", system="Linux",

@@ -366,7 +366,7 @@ def test_gate_result_as_the_gate_writes_it(export_dir):
     gate_mod = pytest.importorskip("deployconv.validate.gate", reason="the latency gate is not in this tree")
     import json
 
-    from deployconv.validate.latency import BenchResult, summarize
+    from deployconv.runtime.timing import BenchResult, summarize
 
     run = json.loads((export_dir / "report.json").read_text())["latency"]["runs"]["onnxruntime cpu"]
     base = BenchResult.from_dict(run)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from deployconv.core.errors import EXIT_MISSING_ENV, BadInputError, MissingEnvironmentError
+from deployconv.runtime.timing import BenchResult, summarize
 from deployconv.runtime.trt import (
     TensorInfo,
     TransferSplit,
@@ -22,7 +23,6 @@ from deployconv.runtime.trt import (
     profile_violation,
     split_stats,
 )
-from deployconv.validate.latency import BenchResult, summarize
 from tests.runtime import save, tiny_classifier
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None

@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 
 from deployconv.cli.app import app
 from deployconv.core.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, BadInputError
+from deployconv.core.fsio import sha256_file
 from deployconv.pipeline.bundle import make_bundle
-from deployconv.trust.manifest import sha256_file, verify_hashes
+from deployconv.trust.manifest import verify_hashes
 from tests.trust.fixture import minimal_checkout
 
 
@@ -111,7 +112,7 @@ def test_path_traversal_is_refused_everywhere(trust_fixture, tmp_path, bad):
 
 
 def _why(bad: str) -> str:
-    from deployconv.trust.paths import path_problem
+    from deployconv.core.artifacts.paths import path_problem
 
     return path_problem(bad)
 

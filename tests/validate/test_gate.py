@@ -11,6 +11,7 @@ import pytest
 
 from deployconv.core.errors import BadInputError
 from deployconv.runtime import Runner, TensorMeta
+from deployconv.runtime.timing import BenchResult, benchmark, summarize
 from deployconv.validate.fingerprint import Fingerprint, comparable
 from deployconv.validate.gate import EXIT_PASS, EXIT_REGRESSION, EXIT_UNDECIDED, decide, gate
 from deployconv.validate.gate_markdown import pct, to_markdown
@@ -20,7 +21,6 @@ from deployconv.validate.gate_stats import (
     percentile_interval,
     resampling_units,
 )
-from deployconv.validate.latency import BenchResult, benchmark, summarize
 
 FP = Fingerprint(cpu_model="Test CPU", cpu_logical_cores=2, cpu_affinity=2, machine="x86_64", system="Linux",
                  os="Linux-test", load_avg=(0.1, 0.1, 0.1), python="3.11.7", numpy="2.0", onnxruntime="1.31.1",

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from deployconv.core.errors import BadInputError
 from deployconv.runtime import OrtRunner, Runner, TensorMeta
+from deployconv.runtime.timing import SCHEMA, BenchResult, LatencyStats, benchmark, summarize
 from deployconv.validate.fingerprint import Fingerprint, collect, comparable
-from deployconv.validate.latency import SCHEMA, BenchResult, LatencyStats, benchmark, summarize
 from tests.runtime import save, tiny_classifier
 
 # --- summarize ---
