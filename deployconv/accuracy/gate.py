@@ -29,7 +29,6 @@ def gate_ledger(path: Path, max_drop: float, *, json_out: bool = False, markdown
                 force: bool = False) -> None:
     import typer
 
-
     if max_drop < 0:
         raise BadInputError(f"--max-drop must be >= 0, got {max_drop}")
     if markdown is not None:

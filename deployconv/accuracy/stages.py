@@ -116,7 +116,6 @@ class Graphs:
 def export_graphs(deploy: Any, input_size: tuple[int, ...], opts: StageOptions) -> Graphs:
     import torch
 
-
     tgt = get_target("onnx")
     example = torch.randn(2, *input_size, generator=torch.Generator().manual_seed(0))
     raw, _ = export_onnx(deploy, example, tgt, opts.opset or tgt.opset)

@@ -278,7 +278,6 @@ def build_engine(onnx_path: str | os.PathLike[str], target: Any, out_dir: str | 
     libs = resolve_plugin_libraries(plugins, facts)
     recipe = make_recipe(spec, trt.__version__, facts, libs)
 
-
     device = device_facts()
     if recipe.hardware_compatibility == "ampere+" and device is not None and device.sm_major < 8:
         raise MissingEnvironmentError(f"hardware compatibility ampere+ needs an Ampere or newer GPU to build; "
@@ -339,7 +338,6 @@ def layer_report_entry(text: str, onnx_path: Path, manifest: dict[str, Any] | No
     """The manifest's engine.layers entry: the inspector report against what the export asked (the fp16
     keep-list, the int8 placement from the ONNX's Q/DQ, the DLA prediction), every difference listed."""
     import onnx
-
 
     report = parse_engine_information(text)
     model = onnx.load(str(onnx_path), load_external_data=False)

@@ -60,7 +60,6 @@ def plan(spec: MatrixSpec) -> list[JobSpec]:
 def _conditions(executor: Any, opts: StepOptions) -> dict[str, Any]:
     import numpy
 
-
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     return {"executor": executor.name, "workers": executor.workers, "threads_per_job": opts.threads,
             "host": platform.node(), "cpu": cpu_model(), "cpus": os.cpu_count(),

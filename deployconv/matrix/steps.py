@@ -144,7 +144,6 @@ def _validate(job: JobSpec, src: Path, out: Path) -> dict[str, Any]:
 def _bench(job: JobSpec, src: Path, out: Path, opts: StepOptions) -> dict[str, Any]:
     import numpy as np
 
-
     runtime = "trt" if read_manifest(src).runtime == "tensorrt" else "ort-cpu"
     runner = load_runner(src, runtime=runtime, threads=opts.threads)
     with runner:

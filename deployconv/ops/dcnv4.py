@@ -174,7 +174,6 @@ def dcnv4(
     return out.view(n, ho, wo, g * d).to(value.dtype)
 
 
-
 # ---------------------------------------------------------------------------------------------------------------
 # torch.library op: one opaque node for torch.export / the ONNX exporter, the reference math underneath.
 

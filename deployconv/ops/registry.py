@@ -43,7 +43,6 @@ def plugin_node(qualname: str, inputs: Sequence, attrs: dict):
     the C++ creators read. `inputs` in the table's order; trailing None inputs are omitted."""
     import onnxscript
 
-
     spec = plugin_for_op(qualname)
     if sorted(attrs) != sorted(spec.attr_names()):
         raise RuntimeError(f"{spec.name}: lowering attributes {sorted(attrs)} != plugin table {spec.attr_names()}")

@@ -47,7 +47,6 @@ def integer(x: float) -> str:
     return _special(float(x)) or f"{int(x)}"
 
 
-
 def general(x: float) -> str:
     """Six significant digits, no trailing zeros: limits people wrote by hand (0.99999, 0.02)."""
     return _special(x) or f"{x:g}"

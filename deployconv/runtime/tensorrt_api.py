@@ -19,7 +19,6 @@ def import_tensorrt() -> Any:
     return tensorrt
 
 
-
 _LOGGERS: dict[int, Any] = {}
 
 

@@ -43,7 +43,6 @@ TRT_TO_NUMPY = {"FLOAT": "float32", "HALF": "float16", "INT8": "int8", "INT32": 
                 "BOOL": "bool", "UINT8": "uint8"}
 
 
-
 def numpy_dtype(trt_dtype: Any) -> np.dtype | None:
     """numpy dtype of a TensorRT DataType (or its member name), None where numpy has none (bf16, fp8...)."""
     name = trt_dtype if isinstance(trt_dtype, str) else getattr(trt_dtype, "name", str(trt_dtype).split(".")[-1])

@@ -59,7 +59,6 @@ class CheckReport:
         return d
 
 
-
 def _target_of(directory: Path, manifest: Manifest) -> Any:
     """The bundle's target: built-in by name, else the full definition the manifest records (user targets travel
     with it). report.json is not consulted: only the manifest is verified (and pinned or signed)."""

@@ -36,7 +36,6 @@ class Check:
     missing: bool = False  # failed because a piece of the environment is absent (exit 3, not 1)
 
 
-
 @dataclass(frozen=True)
 class Environment:
     """What probing found on this machine, as plain data."""
