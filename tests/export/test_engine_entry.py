@@ -25,16 +25,27 @@ def _built(tmp: Path) -> dict:
                        "plan": {"device": "gpu"}, "trtexec": "trtexec --onnx=model.onnx", "layers": None}}
 
 
+def _tiny_onnx():
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3])
+    graph = helper.make_graph([helper.make_node("Relu", ["input"], ["output"])], "g", [x], [y])
+    return helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+
+
 @pytest.fixture
 def exported_entry(tmp_path, monkeypatch):
-    import deployconv.engine.builder as builder
-    from deployconv.pipeline.export import ExportOptions, _engine_step
+    import deployconv.pipeline.engine as engine_step_module
+    from deployconv.pipeline.engine import engine_step
+    from deployconv.pipeline.options import ExportOptions
 
     tmp, out = tmp_path / "tmp-export", tmp_path / "out"
     tmp.mkdir()
-    monkeypatch.setattr(builder, "build_engine", lambda *a, **k: copy.deepcopy(_built(tmp)))
-    entry = _engine_step(tmp, out, get_target("trt-fp32"), ExportOptions())
-    return tmp, out, json.loads(json.dumps(entry.to_dict() if hasattr(entry, "to_dict") else entry))
+    monkeypatch.setattr(engine_step_module, "build_engine", lambda *a, **k: copy.deepcopy(_built(tmp)))
+    outcome = engine_step(_tiny_onnx(), get_target("trt-fp32"), ExportOptions(), None, {}, tmp, out)
+    return tmp, out, json.loads(json.dumps(outcome.entry.to_dict()))
 
 
 def test_export_and_build_engine_write_the_same_entry(exported_entry, tmp_path):
@@ -55,17 +66,18 @@ def test_export_and_build_engine_write_the_same_entry(exported_entry, tmp_path):
 def test_the_export_entry_names_no_temporary_path(exported_entry):
     tmp, out, exported = exported_entry
     text = json.dumps(exported)
-    assert str(tmp) not in text  # `here_str` rewrote nothing nested before
+    assert str(tmp) not in text  # the old `here_str` rewrote nothing nested
     assert exported["engine"]["messages"] == [f"WARNING: {out}/model.onnx: weights of node Conv_0 are subnormal"]
     assert exported["engine"]["timing_cache"]["path"] == str(out / "timing.cache")
 
 
-def test_here_str_rewrites_every_nested_string(tmp_path):
-    from deployconv.pipeline.export import here_str
+def test_relocate_rewrites_every_nested_string(tmp_path):
+    """The old `here_str` rewrote top-level strings only; the engine entry is nested."""
+    from deployconv.pipeline.engine import relocate
 
     tmp, out = tmp_path / "t", tmp_path / "o"
     value = {"a": [f"{tmp}/x", ("y", f"at {tmp}")], "b": {"c": str(tmp)}, "n": 3}
-    assert here_str(value, tmp, out) == {"a": [f"{out}/x", ("y", f"at {out}")], "b": {"c": str(out)}, "n": 3}
+    assert relocate(value, tmp, out) == {"a": [f"{out}/x", ("y", f"at {out}")], "b": {"c": str(out)}, "n": 3}
 
 
 def test_render_names_the_engine_file_export_wrote(tmp_path):

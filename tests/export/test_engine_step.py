@@ -37,10 +37,10 @@ def test_the_engine_is_staged_then_written_with_the_export(tmp_path, monkeypatch
         forget_loaded(fake)
     assert [s for s, _ in seen][-2:] == ["engine", "write"] and not any(there for _, there in seen)  # OUT: last
     man = read_manifest(out)
-    assert res.passed and res.report["engine"]["status"] == "built" == man["engine"]["status"]
-    assert "engine.plan" in man["files"] and verify_hashes(out, man) == []
+    assert res.passed and res.report["engine"]["status"] == "built" == man.engine.status
+    assert "engine.plan" in man.files and verify_hashes(out, man) == []
     # the engine's record names the model.onnx in OUT: the very file it was built from
-    assert man["engine"]["engine"]["onnx_sha256"] == sha256_file(out / "model.onnx")
+    assert man.engine.engine.onnx_sha256 == sha256_file(out / "model.onnx")
     assert [p.name for p in tmp_path.iterdir()] == ["o"]  # no staging or temporary folder left beside OUT
-    assert ".o.engine-" not in json.dumps(man["engine"])
+    assert ".o.engine-" not in json.dumps(man.engine.to_dict())
     assert list(res.timings)[-2:] == ["engine", "write"]
