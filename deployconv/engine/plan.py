@@ -12,6 +12,7 @@ from typing import Any
 from deployconv.core.errors import BadInputError, MissingEnvironmentError
 from deployconv.core.support_matrix import target_refusals
 from deployconv.engine.onnx_facts import OnnxFacts
+from deployconv.engine.op_limits import check_op_limits
 from deployconv.engine.precision import PrecisionPlan, plan_precision
 from deployconv.engine.profiles import Profile, make_profile
 from deployconv.engine.spec import DEFAULT_OPTIMIZATION_LEVEL, EngineSpec
@@ -166,6 +167,7 @@ def make_plan(spec: EngineSpec, trt_version: str | TrtVersion, facts: OnnxFacts,
     libs = tuple(str(p) for p in plugin_libraries)
     plugin_nodes = facts.plugin_counts()
     notes = list(precision.notes)
+    notes.extend(check_op_limits(facts, profile))  # DCN index limits at the profile max, before TensorRT
 
     if plugin_nodes and not libs:
         ops = ", ".join(f"{op} x{n}" for op, n in sorted(plugin_nodes.items()))
