@@ -113,3 +113,16 @@ def test_dynamic_hw_export_parity_at_min_opt_max(tmp_path):
     big = [n for n in g.node if n.op_type == "Conv"
            and any(a.name == "kernel_shape" and list(a.ints) == [13, 13] for a in n.attribute)]
     assert len(big) == 3  # one merged 13x13 depthwise conv per large-kernel block, no branches left
+
+
+@pytest.mark.slow
+def test_trt_fp16_target_profile_and_parity(tmp_path):
+    # The TensorRT fp16 target (no plugin: the large kernel is a plain depthwise Conv): the parity chain, with
+    # the fp16 emulation, passes at every range point, and the engine's profile carries min/opt/max.
+    opts = ExportOptions(inputs=("input=Bx3xHxW",), dims=("H=33..64..97", "W=40..96..129"), bench=False)
+    res = export(_small(), "trt-fp16", tmp_path / "bb16", options=opts)
+    assert res.passed, res.report["parity"]
+    assert set(res.report["parity"]["points"]) == {"min", "opt", "max"}
+    lines = res.report["engine"]["trtexec"]
+    assert any("--minShapes=input:1x3x33x40" in ln and "--optShapes=input:1x3x64x96" in ln
+               and "x3x97x129" in ln.split("--maxShapes=input:")[1] for ln in lines if "--maxShapes" in ln)
