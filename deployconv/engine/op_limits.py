@@ -178,7 +178,10 @@ def read_dcn_nodes(path: str, shapes: Mapping[str, Sequence[int]]) -> tuple[DcnN
     known: dict[str, tuple[int, ...]] = {}
     filled: dict[str, tuple[int, ...]] = {}
     for _ in range(len(dcn) + 1):
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+        try:
+            inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+        except Exception:  # onnx's InferenceError and friends on an odd graph: what is known so far stands
+            break  # (nodes left unknown are named in the plan's notes as not checked)
         known = {}
         for v in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output):
             dims = v.type.tensor_type.shape.dim
