@@ -9,9 +9,12 @@ deployconv's fp64 reference before timing:
   - `onnx DeformConv`: the `standard` lowering (one opset-19 DeformConv node), what model.onnx holds;
   - `gather + matmul`: what a user gets without the op: deployconv's reference math (bilinear gathers, im2col
     columns, matmul) exported by torch.onnx with its default decompositions (torchvision has no ONNX export
-    for deform_conv2d, and is not installed here);
+    for deform_conv2d);
   - `plain Conv 3x3`: the same layer without deformation (the floor: what the DCN costs over a conv).
-Also PyTorch eager on deployconv's reference (`deform_conv2d`, the gather formulation) for scale.
+Also PyTorch eager, side by side: deployconv's reference (`deform_conv2d`, the gather formulation) and
+torchvision.ops.deform_conv2d (its CPU kernel: bilinear im2col + GEMM; the `bench` extra), when its compiled
+op loads (else the JSON says why it was skipped). `agreement` holds the max abs difference of every pair of
+outputs (ORT fp32, reference fp32/fp64, torchvision fp32/fp64).
 Timing: median of --reps runs after 2 warm-up runs, candidates interleaved per round. The machine is shared:
 the load average at start and end is recorded beside the numbers.
 """
@@ -23,6 +26,7 @@ import json
 import os
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -84,24 +88,66 @@ def _session(model: bytes, threads: int):
     return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
 
 
-def run(threads: int, reps: int) -> dict:
+REF = "torch eager deform_conv2d (reference)"
+TV = "torchvision.ops.deform_conv2d (PyTorch CPU)"
+
+
+def load_torchvision() -> tuple[Callable | None, str]:
+    """(torchvision.ops.deform_conv2d, version), or (None, why it cannot run here). Its C++ op must load: a
+    CUDA torchvision wheel beside a CPU torch imports as far as its op registrations and fails there."""
+    try:
+        import torch
+        import torchvision
+        from torchvision.ops import deform_conv2d
+
+        torch.ops.torchvision.deform_conv2d  # noqa: B018  (the compiled op itself, not just the Python wrapper)
+    except Exception as e:  # ImportError, or the RuntimeError of a wheel whose _C.so does not load
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            what = f"torchvision {version('torchvision')} is installed but its C++ ops do not load"
+        except PackageNotFoundError:
+            what = "torchvision is not installed (pip install '.[bench]', a build matching torch's)"
+        first = (str(e).strip().splitlines() or [""])[0]
+        return None, f"{what}: {type(e).__name__}: {first}"
+    return deform_conv2d, torchvision.__version__
+
+
+def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max())
+
+
+def run(threads: int, reps: int, layers: dict[str, tuple[int, int, int]] | None = None,
+        torchvision_op: tuple[Callable | None, str] | None = None) -> dict:
     import torch
 
     from benchmarks._env import fingerprint
     from deployconv.ops.deform_conv import deform_conv2d
 
     torch.set_num_threads(threads)
-    rows = []
+    tv, tv_version = torchvision_op if torchvision_op is not None else load_torchvision()
+    if tv is None:
+        print(f"torchvision column skipped: {tv_version}")
+    rows, agreement = [], []
     load_start = os.getloadavg()
-    for label, (c, h, w) in LAYERS.items():
+    for label, (c, h, w) in (layers or LAYERS).items():
         rng = np.random.default_rng(0)
         feed = {"x": rng.standard_normal((1, c, h, w), dtype=np.float32),
                 "w": (rng.standard_normal((c, c, 3, 3), dtype=np.float32) / np.sqrt(9 * c)).astype(np.float32),
                 "offset": (rng.standard_normal((1, 18, h, w), dtype=np.float32) * 2).astype(np.float32),
                 "mask": rng.random((1, 9, h, w), dtype=np.float32)}
         t = {k: torch.from_numpy(v) for k, v in feed.items()}
-        ref = deform_conv2d(t["x"].double(), t["offset"].double(), t["w"].double(), None, 1, 1, 1,
-                            t["mask"].double()).numpy()
+        t64 = {k: v.double() for k, v in t.items()}
+        with torch.inference_mode():
+            outs = {"reference fp64": deform_conv2d(t64["x"], t64["offset"], t64["w"], None, 1, 1, 1,
+                                                    t64["mask"]).numpy(),
+                    "reference fp32": deform_conv2d(t["x"], t["offset"], t["w"], None, 1, 1, 1, t["mask"]).numpy()}
+            if tv is not None:  # same semantics: (dy, dx) pairs per tap, mask per tap, padding 1
+                outs["torchvision fp64"] = tv(t64["x"], t64["offset"], t64["w"], None, (1, 1), (1, 1), (1, 1),
+                                              t64["mask"]).numpy()
+                outs["torchvision fp32"] = tv(t["x"], t["offset"], t["w"], None, (1, 1), (1, 1), (1, 1),
+                                              t["mask"]).numpy()
+        ref = outs["reference fp64"]
         scale = float(np.abs(ref).max())
         cands = {"onnx DeformConv (standard lowering)": (_session(_deformconv_graph(c, h, w), threads), feed),
                  "gather + matmul (reference math, exported)": (_session(_gather_graph(c, h, w), threads), feed),
@@ -111,12 +157,24 @@ def run(threads: int, reps: int) -> dict:
         for name, (sess, f) in cands.items():
             out = sess.run(None, f)[0]
             if "plain" not in name:
-                err[name] = float(np.abs(out - ref).max() / scale)
-        times: dict[str, list[float]] = {n: [] for n in [*cands, "torch eager deform_conv2d (reference)"]}
+                err[name] = _max_abs(out, ref)
+            if name.startswith("onnx DeformConv"):
+                outs["onnx DeformConv fp32 (ORT)"] = out
+        err[REF] = _max_abs(outs["reference fp32"], ref)
+        if tv is not None:
+            err[TV] = _max_abs(outs["torchvision fp32"], ref)
+        names = sorted(outs)  # every pair, fp64 and fp32, side by side
+        agreement.append({"layer": label, "shape": [1, c, h, w], "output_abs_max": scale,
+                          "max_abs": {f"{a} vs {b}": _max_abs(outs[a], outs[b])
+                                      for i, a in enumerate(names) for b in names[i + 1:]}})
+        eager = [REF] + ([TV] if tv is not None else [])
+        times: dict[str, list[float]] = {n: [] for n in [*cands, *eager]}
         for sess, f in cands.values():
             for _ in range(2):
                 sess.run(None, f)
         with torch.inference_mode():
+            if tv is not None:
+                tv(t["x"], t["offset"], t["w"], None, (1, 1), (1, 1), (1, 1), t["mask"])  # warm-up
             for _ in range(reps):
                 for name, (sess, f) in cands.items():
                     t0 = time.perf_counter()
@@ -124,17 +182,23 @@ def run(threads: int, reps: int) -> dict:
                     times[name].append((time.perf_counter() - t0) * 1e3)
                 t0 = time.perf_counter()
                 deform_conv2d(t["x"], t["offset"], t["w"], None, 1, 1, 1, t["mask"])
-                times["torch eager deform_conv2d (reference)"].append((time.perf_counter() - t0) * 1e3)
+                times[REF].append((time.perf_counter() - t0) * 1e3)
+                if tv is not None:
+                    t0 = time.perf_counter()
+                    tv(t["x"], t["offset"], t["w"], None, (1, 1), (1, 1), (1, 1), t["mask"])
+                    times[TV].append((time.perf_counter() - t0) * 1e3)
         med = {n: statistics.median(v) for n, v in times.items()}
         floor = med["plain Conv 3x3 (no deformation)"]
         for n, v in med.items():
             rows.append({"layer": label, "shape": [1, c, h, w], "candidate": n, "median_ms": round(v, 2),
-                         "vs_plain_conv": round(v / floor, 2), "max_abs_over_scale_vs_fp64": err.get(n)})
+                         "vs_plain_conv": round(v / floor, 2), "max_abs_vs_fp64": err.get(n),
+                         "max_abs_over_scale_vs_fp64": None if n not in err else err[n] / scale})
             print(f"{label:26s} {n:46s} {v:10.1f} ms  x{v / floor:5.1f} conv"
-                  + (f"  err {err[n]:.1e}" if n in err else ""))
-    return {"benchmark": "dcn_lowering", "threads": threads, "reps": reps, "rows": rows,
+                  + (f"  max abs {err[n]:.1e} vs fp64" if n in err else ""))
+    return {"benchmark": "dcn_lowering", "threads": threads, "reps": reps, "rows": rows, "agreement": agreement,
             "load_avg_start": list(load_start), "load_avg_end": list(os.getloadavg()),
-            "onnxruntime": __import__("onnxruntime").__version__, "env": fingerprint()}
+            "onnxruntime": __import__("onnxruntime").__version__, "torchvision": tv_version if tv else None,
+            "torchvision_skipped": None if tv else tv_version, "env": fingerprint()}
 
 
 def main() -> None:

@@ -8,12 +8,16 @@ for the model-wide walker; the arithmetic is the pure math of `deployconv.layers
 
 Blocks (NCHW unless said): x + drop_path(gamma * pwconv2(act(pwconv1(se(norm(dwconv(x)))))))
 
+`features=(...)` gives the official detection/segmentation backbone form (`UniRepLKNetBackbone` of the
+official mmdet/mmseg code): no final norm or head, a channels-first LayerNorm `norm{i}` on each stage output.
+
 Over 400 lines on purpose: one official architecture per file (blocks, model, checkpoint filter, variants),
 mirroring the official model file so parameter names can be checked against the checkpoint layout in one place.
 """
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Sequence
 
 import torch
@@ -288,6 +292,9 @@ DEFAULT_KERNEL_SIZES: dict[tuple[int, ...], tuple[tuple[int, ...], ...]] = {
 }
 
 
+FEATURE_STAGES = ("c2", "c3", "c4", "c5")  # stages 1..4: strides 4, 8, 16, 32
+
+
 class UniRepLKNet(nn.Module):
     """Stem (two stride-2 3x3 convs with channels-first LayerNorms), 4 stages with stride-2 downsampling,
     global average pool, LayerNorm, Linear head. Any input size (stride 32) works."""
@@ -303,9 +310,14 @@ class UniRepLKNet(nn.Module):
         head_init_scale: float = 1.0,
         kernel_sizes: Sequence[Sequence[int]] | None = None,
         deploy: bool = False,
+        features: Sequence[str] | None = None,
     ):
         super().__init__()
         depths, dims = tuple(depths), tuple(dims)
+        unknown = sorted(set(features or ()) - set(FEATURE_STAGES))
+        if unknown:
+            raise BadInputError(f"unknown feature stage(s) {unknown}", fix=f"choose from {', '.join(FEATURE_STAGES)}")
+        self.features = tuple(features) if features else None
         if kernel_sizes is None:
             if depths not in DEFAULT_KERNEL_SIZES:
                 raise ValueError(f"no default kernel sizes for depths {depths}; pass kernel_sizes per block")
@@ -315,7 +327,8 @@ class UniRepLKNet(nn.Module):
             raise ValueError(f"kernel_sizes {kernel_sizes} do not match depths {depths}")
         # What it takes to build a twin of this model (used to fold train-form checkpoints, see below).
         self.arch = dict(in_chans=in_chans, num_classes=num_classes, depths=depths, dims=dims,
-                         layer_scale_init_value=layer_scale_init_value, kernel_sizes=kernel_sizes)
+                         layer_scale_init_value=layer_scale_init_value, kernel_sizes=kernel_sizes,
+                         features=self.features)
         self.num_classes = num_classes
 
         self.downsample_layers = nn.ModuleList([nn.Sequential(
@@ -340,6 +353,13 @@ class UniRepLKNet(nn.Module):
             ]))
             cur += depths[i]
 
+        if self.features is not None:
+            # The official backbone normalises every stage output (norm0..norm3, all four, whichever are
+            # returned), so detection checkpoints map key for key; it has no final norm and no head.
+            for i in range(4):
+                self.add_module(f"norm{i}", LayerNorm2d(dims[i]))
+            self.apply(self._init_weights)
+            return
         self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
         self.head = nn.Linear(dims[-1], num_classes) if num_classes > 0 else nn.Identity()
         self.apply(self._init_weights)
@@ -363,8 +383,17 @@ class UniRepLKNet(nn.Module):
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.norm(x.mean((-2, -1))))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+    def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
+        if self.features is None:
+            return self.forward_head(self.forward_features(x))
+        out = {}  # {c2: stride 4, c3: 8, c4: 16, c5: 32}, each through its norm{i}, as the FPN takes them
+        for i, (name, down, stage) in enumerate(zip(FEATURE_STAGES, self.downsample_layers, self.stages)):
+            x = stage(down(x))
+            if name in self.features:
+                out[name] = getattr(self, f"norm{i}")(x)
+            if len(out) == len(self.features):
+                break
+        return out
 
 
 def _is_train_layout(keys) -> bool:
@@ -384,21 +413,28 @@ def _fill_bn_counters(sd: dict[str, torch.Tensor], own: dict[str, torch.Tensor])
     return sd
 
 
+_BACKBONE_NORM_KEYS = "norm[0-3].*"  # the backbone's per-stage norms: absent from an ImageNet checkpoint
+
+
 @torch.no_grad()
 def _fold_train_checkpoint(sd: dict[str, torch.Tensor], model: UniRepLKNet) -> dict[str, torch.Tensor]:
     """A train-form state dict as the deploy-form one (folded in fp64 on a train-form twin of `model`).
-    Returns `sd` unchanged when it does not fit the twin, so the strict loader reports what differs."""
+    Returns `sd` unchanged when it does not fit the twin, so the strict loader reports what differs. A
+    backbone's per-stage norms, which an ImageNet checkpoint lacks, stay absent from the result, so the loader
+    still asks for --allow-missing (they are never folded, so their absence changes nothing here)."""
     twin = UniRepLKNet(**model.arch, deploy=False).double()
     own = twin.state_dict()
     sd = _fill_bn_counters(sd, own)
-    if set(sd) != set(own) or any(sd[k].shape != own[k].shape for k in own):
+    gaps = set(own) - set(sd)
+    if (set(sd) - set(own) or any(not fnmatch.fnmatch(k, _BACKBONE_NORM_KEYS) for k in gaps)
+            or any(sd[k].shape != own[k].shape for k in own if k in sd)):
         return sd
-    twin.load_state_dict(sd)
+    twin.load_state_dict(sd, strict=not gaps)
     for m in twin.modules():
         if isinstance(m, UniRepLKNetBlock):
             m.reparameterize()
     target = model.state_dict()
-    return {k: v.to(target[k].dtype) if k in target else v for k, v in twin.state_dict().items()}
+    return {k: v.to(target[k].dtype) if k in target else v for k, v in twin.state_dict().items() if k not in gaps}
 
 
 def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
@@ -410,9 +446,18 @@ def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: nn.Module) 
     - A deploy-form file cannot be split back into branches: a train-form model refuses it with a fix.
     - BatchNorm `num_batches_tracked` counters, which some conversion scripts drop, are filled with 0 (they
       play no part at eval).
+    - Detection/segmentation checkpoints (official mmdet/mmseg): the backbone sits under `backbone.`; the prefix
+      is stripped and the detector's other parts (neck, heads) dropped. A backbone-form model drops an ImageNet
+      checkpoint's final `norm`/`head`; its own per-stage `norm0..3` are then missing, which the loader reports
+      and `--allow-missing 'norm[0-3].*'` accepts (the official backbone also starts them at 1/0).
     """
     own = model.state_dict()
-    sd = _fill_bn_counters(state_dict, own)
+    sd = dict(state_dict)
+    if any(k.startswith("backbone.") for k in sd):
+        sd = {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")}
+    if "norm0.weight" in own and "head.weight" not in own:
+        sd = {k: v for k, v in sd.items() if not k.startswith(("norm.", "head."))}
+    sd = _fill_bn_counters(sd, own)
     if _is_deploy_layout(own) and _is_train_layout(sd) and isinstance(model, UniRepLKNet):
         sd = _fold_train_checkpoint(sd, model)
     elif _is_train_layout(own) and _is_deploy_layout(sd) and not _is_train_layout(sd):
@@ -462,3 +507,19 @@ def unireplknet_t(**overrides) -> UniRepLKNet:
 @register_model(info=_INFO, filter_fn=checkpoint_filter_fn)
 def unireplknet_s(**overrides) -> UniRepLKNet:
     return _create((3, 3, 27, 3), (96, 192, 384, 768), **overrides)
+
+
+# The size the official repo deploys for COCO (Cascade Mask R-CNN 3x, ImageNet-1k pretrained, with a deploy
+# config): UniRepLKNet-T. mmdet resizes to 1333x800 (bilinear) and pads to a multiple of 32: 800x1344.
+# Batch 1..4 keeps the TensorRT profile's max activation memory sane at 1344x1344.
+BACKBONE_INFO = ModelInfo(input_size=(3, 800, 1344), interpolation="bilinear", crop_pct=1.0, num_classes=0,
+                          optional_keys=(_BACKBONE_NORM_KEYS,), inputs=("input=Bx3xHxW",),
+                          dims=("B=1..1..4", "H=320..800..1344", "W=320..1344..1344"))
+
+
+@register_model(info=BACKBONE_INFO, filter_fn=checkpoint_filter_fn, tags=("backbone",))
+def unireplknet_t_backbone(**overrides) -> UniRepLKNet:
+    """unireplknet_t as a detection backbone: {c2, c3, c4, c5} (strides 4/8/16/32, each through its norm{i}, as
+    the official FPN takes them), exported at 800x1344 with dynamic H/W (320..1344)."""
+    overrides.setdefault("features", FEATURE_STAGES)
+    return _create((3, 3, 18, 3), (80, 160, 320, 640), **overrides)
