@@ -21,7 +21,6 @@ from deployconv.cli.options import (
     TrustOpt,
     WeightsOpt,
     out_option,
-    runtime_for_validate,
     runtime_option,
     target_option,
 )
@@ -81,7 +80,7 @@ def check_cmd(
     missing), TensorRT version, GPU arch, JetPack, DLA, plugin library; with ONNX Runtime, the model's outputs
     against reference.npz. --expect/--trust bind the manifest itself. Exit 0 all passed, 1 a check failed,
     2 bad input, 3 something is not installed."""
-    _check(directory, runtime=runtime_for_validate(runtime), json_out=json_out, expect=expect, trust=trust,
+    _check(directory, runtime=runtime, json_out=json_out, expect=expect, trust=trust,
            fresh=fresh)
 
 

@@ -55,11 +55,6 @@ def runtime_option(command: str, allowed: tuple[str, ...], auto: str = "") -> An
                         callback=lambda value: parse_runtime(value, allowed, command))
 
 
-def runtime_for_validate(runtime: str) -> str:
-    """validate/check's lower layer (deployconv.validate) still names the CPU ONNX Runtime "ort"."""
-    return "ort" if runtime == "ort-cpu" else runtime
-
-
 # --- target fields exposed as options: the values deployconv.core.target accepts in a target file ---------------
 
 IO_DTYPES = ("fp32", "fp16")  # Target.io_dtype

@@ -15,7 +15,6 @@ from deployconv.cli.options import (
     TrustOpt,
     model_option,
     plugins_option,
-    runtime_for_validate,
     runtime_option,
 )
 from deployconv.cli.render import parity_table
@@ -49,7 +48,7 @@ def validate_cmd(
     """Re-check an exported directory: file hashes, then the parity chain (the whole chain where PyTorch and the
     model source are available, else the recorded reference.npz) on ONNX Runtime and, for TensorRT targets, on
     the built engine."""
-    result = recheck_dir(directory, torch_free=torch_free, runtime=runtime_for_validate(runtime),
+    result = recheck_dir(directory, torch_free=torch_free, runtime=runtime,
                          plugins=[str(p) for p in plugins] if plugins else None, allow_host_code=allow_host_code,
                          model=model, trust_source=trust_source, expect=expect, trust=trust)
     if json_out:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from deployconv.core.errors import BadInputError
@@ -112,8 +113,9 @@ def check_op_limits(facts: OnnxFacts, profile: Profile) -> list[str]:
     count = sum(n for op, n in facts.plugin_counts().items() if op in DCN_OPS)
     if not count:
         return []
-    if facts.path is None:
-        return [f"{count} DCN plugin node(s): index limits not checked at build time (no ONNX file to read)"]
+    if facts.path is None or not Path(facts.path).is_file():  # facts of an in-memory graph (a bundle's lines)
+        return [f"{count} DCN plugin node(s): index limits not checked here (no ONNX file to read); "
+                "`deployconv build-engine` checks them before building"]
     nodes = read_dcn_nodes(facts.path, max_shapes(profile))
     found = overflows(nodes)
     if found:

@@ -176,7 +176,7 @@ def render_readme(f: ReadmeFacts) -> str:
             + (", the DLA cores" if f.dla_summary is not None else "")
             + (" and the plugin library" if f.plugins else "")) if trt else \
         "ONNX Runtime, and the model's outputs against `reference.npz`"
-    alt = ("\n`deployconv check . --runtime ort` checks with ONNX Runtime instead of TensorRT (the model against "
+    alt = ("\n`deployconv check . --runtime ort-cpu` checks with ONNX Runtime instead of TensorRT (the model against "
            "`reference.npz`;\nnot for models with plugin nodes).") if trt else ""
     parts.append(_CHECK.format(n=n, what=what, alt=alt))
     n += 1

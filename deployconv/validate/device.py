@@ -3,7 +3,7 @@
 The front function and the bundle's own checks (file hashes, parity on ONNX Runtime, DLA placement). The
 environment checks are decided from plain data in deployconv.validate.device_checks; probing the machine is
 deployconv.validate.device_probe (over deployconv.core.env); binding the manifest to a pin or signature is
-deployconv.validate.binding. With ONNX Runtime instead of TensorRT (`runtime="ort"`, automatic for onnxruntime
+deployconv.validate.binding. With ONNX Runtime instead of TensorRT (`runtime="ort-cpu"`, automatic for onnxruntime
 targets) the TensorRT checks are skipped and the model runs on ONNX Runtime against reference.npz instead (the
 torch-free path of `deployconv validate`).
 """
@@ -106,7 +106,7 @@ def _parity_check(directory: Path, manifest: Manifest, target: Any, env: Environ
     if env.onnxruntime is None:
         return Check("parity", SKIP, "onnxruntime not installed (see the onnxruntime check)", expected)
     try:
-        parity = reference_parity(directory, manifest, target, runtime="ort")["parity"]
+        parity = reference_parity(directory, manifest, target, runtime="ort-cpu")["parity"]
     except BadInputError:
         raise  # a malformed reference or model is bad input (exit 2), not a failed check
     except DeployconvError as e:
@@ -149,11 +149,11 @@ def check_bundle(directory: Path, *, runtime: str = "auto",
                  probe: Callable[[Path], Environment] = probe_environment, expect: str | None = None,
                  trust: Path | None = None, fresh: bool = False) -> CheckReport:
     """Check the bundle (or export) in `directory` against this machine. `runtime`: "auto" (ONNX Runtime for
-    onnxruntime targets, TensorRT otherwise), "trt" or "ort". `probe` is how the environment is read.
+    onnxruntime targets, TensorRT otherwise), "trt" or "ort-cpu". `probe` is how the environment is read.
     `expect` (a manifest sha256) and `trust` (an Ed25519 public key) bind the manifest first: CheckFailedError
     when it is not the pinned or signed one. `fresh`: device-built outputs count as unlisted files."""
     directory = Path(directory)
-    if runtime not in ("auto", "trt", "ort"):
+    if runtime not in ("auto", "trt", "ort-cpu"):
         raise BadInputError(f"unknown runtime {runtime!r}", fix="use auto, trt or ort")
     if not directory.is_dir():
         raise BadInputError(f"{directory} is not a directory", fix="pass a folder made by `deployconv bundle`")
@@ -164,7 +164,7 @@ def check_bundle(directory: Path, *, runtime: str = "auto",
         checks.insert(0, Check("manifest", PASS, "; ".join(bound), "the manifest pinned (--expect) or signed "
                                                                    "(--trust) on the workstation"))
     target = _target_of(directory, manifest)
-    ort = runtime == "ort" or (runtime == "auto" and target.runtime == "onnxruntime")
+    ort = runtime == "ort-cpu" or (runtime == "auto" and target.runtime == "onnxruntime")
     env = probe(directory)
     checks += environment_checks(target, manifest, env, ort)
     files = next(c for c in checks if c.name == "files")

@@ -64,7 +64,7 @@ def _tensorrt_fix(target: Any) -> str:
     else:
         lo = target.tensorrt.min_version if target.tensorrt else "10"
         how = f"pip install 'tensorrt>={lo}'"
-    return how + "; or run `deployconv check DIR --runtime ort` to check with ONNX Runtime instead"
+    return how + "; or run `deployconv check DIR --runtime ort-cpu` to check with ONNX Runtime instead"
 
 
 def _skip_trt(name: str, found: str, expected: str) -> Check:

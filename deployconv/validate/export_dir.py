@@ -89,7 +89,7 @@ def _torch_chain(manifest: Manifest, source: str | None, why: str) -> tuple[list
     return torch_stages(train, reparameterize(train)), f"full chain re-run: {why}"
 
 
-RUNTIME_CHOICES = ("auto", "ort", "trt")
+RUNTIME_CHOICES = ("auto", "ort-cpu", "trt")  # the CLI's --runtime names
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ class RuntimeChoice:
 def choose_runtimes(requested: str, target_runtime: str, engine_present: bool, have_ort: bool,
                     have_trt: bool) -> RuntimeChoice:
     """Pure decision: ONNX Runtime runs the ONNX (the plugin graph's twin where there is one) wherever it is
-    installed; TensorRT runs engine.plan for TensorRT targets where both exist. `requested` "ort"/"trt" insists
+    installed; TensorRT runs engine.plan for TensorRT targets where both exist. `requested` "ort-cpu"/"trt" insists
     on one (MissingEnvironmentError when it cannot run). A device with only TensorRT (no onnxruntime) validates
     the engine alone; with neither, nothing can run."""
     if requested not in RUNTIME_CHOICES:
@@ -117,10 +117,10 @@ def choose_runtimes(requested: str, target_runtime: str, engine_present: bool, h
             else "TensorRT is not installed"
         if requested == "trt":
             raise MissingEnvironmentError(f"cannot validate with TensorRT: {why}",
-                                          fix="build the engine on this device, or use --runtime ort")
+                                          fix="build the engine on this device, or use --runtime ort-cpu")
         notes.append(f"engine not checked: {why}")
     ort = have_ort and requested != "trt"
-    if requested == "ort" and not have_ort:
+    if requested == "ort-cpu" and not have_ort:
         raise MissingEnvironmentError("cannot validate with ONNX Runtime: onnxruntime is not installed",
                                       fix="pip install onnxruntime (deployconv[ort]), or use --runtime trt")
     if not ort and not trt:

@@ -204,7 +204,7 @@ def test_old_spelling_ort_is_an_alias_of_ort_cpu(monkeypatch, tmp_path):
         res = invoke(["validate", tmp_path, "--runtime", spelling])
         assert res.exit_code == 2 and "stop here" in res.output
         assert ("old spelling" in res.output) == (spelling == "ort")
-    assert seen == ["ort", "ort", "trt", "auto"]  # deployconv.validate's own names for the same runtimes
+    assert seen == ["ort-cpu", "ort-cpu", "trt", "auto"]  # deployconv.validate takes the same names
 
 
 def test_target_field_options_accept_what_a_target_file_accepts(tmp_path):

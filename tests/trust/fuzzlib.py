@@ -399,9 +399,9 @@ def run_case(fx: TrustFixture, case: Case, work: Path) -> str | None:
             _mutate_npz(folder, p)
         command = p.get("command", "check")
         if command == "check":
-            args = ["check", str(folder), "--runtime", "ort", "--json"] + (["--fresh"] if p.get("fresh") else [])
+            args = ["check", str(folder), "--runtime", "ort-cpu", "--json"] + (["--fresh"] if p.get("fresh") else [])
         elif command == "validate":
-            args = ["validate", str(folder), "--torch-free", "--runtime", "ort", "--json"]
+            args = ["validate", str(folder), "--torch-free", "--runtime", "ort-cpu", "--json"]
         else:
             args = ["build-engine", str(folder), "--json"]
     elif case.kind == "tar":

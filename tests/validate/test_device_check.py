@@ -222,7 +222,7 @@ def test_fresh_bundle_passes_with_onnxruntime(bundles):
 
 
 def test_static_batch_dla_bundle_in_ort_mode(bundles):
-    report = check_bundle(bundles["dla"], runtime="ort")
+    report = check_bundle(bundles["dla"], runtime="ort-cpu")
     checks = by_name(report.checks)
     assert report.exit_code == 0, report.to_dict()
     assert checks["parity"].status == PASS  # reference.npz holds 4 samples, the model takes batches of 2
@@ -235,7 +235,7 @@ def test_dla_bundle_without_tensorrt_says_so(bundles):
         pytest.skip("TensorRT is installed here: this test is about a machine without it")
     report = check_bundle(bundles["dla"])
     t = by_name(report.checks)["tensorrt"]
-    assert report.runtime == "tensorrt" and t.status == FAIL and t.missing and "--runtime ort" in t.fix
+    assert report.runtime == "tensorrt" and t.status == FAIL and t.missing and "--runtime ort-cpu" in t.fix
     assert report.exit_code in (EXIT_CHECK_FAILED, EXIT_MISSING_ENV)
 
 
@@ -244,7 +244,7 @@ def test_check_command_exits_3_when_tensorrt_and_gpu_are_missing(bundles):
         pytest.skip("this machine has TensorRT or a GPU: the test is about one without either")
     res = CliRunner().invoke(_app(), ["check", str(bundles["trt"])])
     assert res.exit_code == EXIT_MISSING_ENV, res.output
-    assert "missing on this device: tensorrt, gpu" in res.output and "--runtime ort" in res.output
+    assert "missing on this device: tensorrt, gpu" in res.output and "--runtime ort-cpu" in res.output
     assert "trtexec --onnx=model.onnx" in (bundles["trt"] / "README.md").read_text()
     assert CliRunner().invoke(_app(), ["check", str(bundles["trt"]), "--runtime", "ort"]).exit_code == 0
 
@@ -290,7 +290,7 @@ def test_check_and_validate_run_with_torch_blocked(bundles, tmp_path):
     imports = run_blocked(env, "-c", "import deployconv.engine.dla, deployconv.pipeline.bundle, "
                                      "deployconv.validate.device, deployconv.cli.device")
     assert imports.returncode == 0, imports.stderr
-    for bundle, runtime in ((bundles["ort"], "auto"), (bundles["dla"], "ort")):
+    for bundle, runtime in ((bundles["ort"], "auto"), (bundles["dla"], "ort-cpu")):
         proc = run_blocked(env, str(script), "check", str(bundle), "--runtime", runtime, "--json")
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout)["passed"]

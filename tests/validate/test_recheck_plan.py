@@ -24,7 +24,7 @@ CUSTOM = f"{Path(__file__).parents[1] / 'fixtures' / 'custom_ops_model.py'}:buil
     ("auto", "tensorrt", True, False, True, (False, True)),  # a Jetson with TensorRT, numpy, cuda-python only
     ("auto", "tensorrt", False, True, True, (True, False)),  # not built yet: ONNX only, with a note
     ("auto", "tensorrt", True, True, False, (True, False)),  # no TensorRT here: ONNX only, with a note
-    ("ort", "tensorrt", True, True, True, (True, False)),
+    ("ort-cpu", "tensorrt", True, True, True, (True, False)),
     ("trt", "onnxruntime", True, True, True, (False, True)),
 ])
 def test_choose_runtimes(requested, runtime, engine, ort, trt, expect):
@@ -37,7 +37,7 @@ def test_choose_runtimes(requested, runtime, engine, ort, trt, expect):
 @pytest.mark.parametrize(("requested", "engine", "ort", "trt", "words"), [
     ("trt", False, True, True, "no engine.plan"),
     ("trt", True, True, False, "TensorRT is not installed"),
-    ("ort", True, False, True, "onnxruntime is not installed"),
+    ("ort-cpu", True, False, True, "onnxruntime is not installed"),
     ("auto", True, False, False, "nothing here can run the model"),
 ])
 def test_choose_runtimes_refuses_what_cannot_run(requested, engine, ort, trt, words):
@@ -60,6 +60,6 @@ def test_plugin_bundle_carries_its_twin_and_validates_through_it(trt_bundle):
     res = recheck_dir(trt_bundle, torch_free=True)
     assert res["parity"]["passed"] and res["runtimes"] == ["onnx (ort-cpu)"]
     assert any("engine not checked" in n for n in res["notes"])  # no TensorRT and no engine here: said
-    report = check_bundle(trt_bundle, runtime="ort")
+    report = check_bundle(trt_bundle, runtime="ort-cpu")
     parity = next(c for c in report.checks if c.name == "parity")
     assert parity.status == "pass" and "twin" in parity.found
