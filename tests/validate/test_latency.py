@@ -179,11 +179,8 @@ def test_comparable_lists_what_differs():
     assert comparable(a, {**a.to_dict(), "schema": "x"}) == ["schema: 'deployconv.fingerprint/1' vs 'x'"]
 
 
-def test_lazy_front_doors_resolve():
+def test_runtime_front_doors_resolve():
     import deployconv.runtime as runtime
-    import deployconv.validate as validate
 
-    for name in validate.__all__:
-        assert getattr(validate, name) is not None, name
     for name in runtime.__all__:
         assert getattr(runtime, name) is not None, name
