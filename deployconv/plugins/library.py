@@ -29,7 +29,7 @@ from deployconv.core.artifacts.names import PLUGIN_LIBRARY_NAME
 from deployconv.core.compat import arch_key, gpu_fit
 from deployconv.core.env import available_cpus, probe_gpus
 from deployconv.core.errors import BadInputError, MissingEnvironmentError
-from deployconv.core.fsio import atomic_dir, refuse_overwrite
+from deployconv.core.fsio import atomic_dir, refuse_overwrite, sha256_file
 from deployconv.core.version import __version__
 from deployconv.plugins.archs import DEFAULT_ARCHS, listed_archs, supported_archs
 from deployconv.plugins.table import PLUGINS
@@ -222,14 +222,6 @@ def parse_build_txt(text: str) -> dict[str, str]:
 # --- environment (impure edges) --------------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _tool(name: str) -> str | None:
     """A CUDA tool on PATH or in the toolkit's bin/ (on Jetson, cuobjdump is in /usr/local/cuda/bin, off PATH)."""
     found = shutil.which(name)
@@ -346,7 +338,7 @@ def build_plugins(archs: Sequence[int] | None = None, out: str | Path | None = N
             shutil.copy2(build_dir / name, tmp / name)
         (tmp / "include").mkdir()
         shutil.copy2(source / "kernels" / "deployconv_kernels.h", tmp / "include" / "deployconv_kernels.h")
-        files = {name: _sha256(tmp / name) for name in products}
+        files = {name: sha256_file(tmp / name) for name in products}
         result = BuildResult(
             out_dir=str(out_dir), built="kernels+tensorrt" if info.get("plugins") else "kernels", archs=chosen,
             cuda_version=info.get("cuda_version", ""), tensorrt_version=info.get("tensorrt_version") or None,
