@@ -83,7 +83,7 @@ def _layout(train: torch.nn.Module, tgt: Target, opts: ExportOptions, batch: int
     """The IOLayout for a declared spec (--input/--dim, example_inputs, a zoo backbone), None for the classic
     single image. Bad specs and targets that cannot take them fail here, before any work."""
     brange = (1, batch, max(tgt.max_batch, batch)) if tgt.dynamic_batch else (batch, batch, batch)
-    spec = resolve_io(train, opts.inputs, opts.dims, brange)
+    spec = resolve_io(train, opts.inputs, opts.dims, brange, opts.profiles)
     if spec is None:
         spec = default_spec(model_info(train).input_size, brange)
         probe = tuple(torch.from_numpy(v) for v in spec.feeds("opt", batch=2, count=1, seed=opts.seed)[0].values())
