@@ -82,6 +82,21 @@ def trtexec_argv(recipe: BuildRecipe, onnx: str | os.PathLike[str], plugins: Seq
     return argv
 
 
+def check_profile_count(target: str, max_trt: str | None, count: int) -> None:
+    """Refuse (exit 2) several optimization profiles for a target whose newest TensorRT's trtexec reads one set
+    (8.5/8.6: no --profile), before any export work; the line itself refuses too (`_profile_flags`)."""
+    if count < 2 or max_trt is None:
+        return
+    major, minor = (int(p) for p in [*str(max_trt).split("."), "0"][:2])
+    release = release_for(major, minor)
+    if not several_profiles(release):
+        raise BadInputError(f"target {target!r} is for TensorRT {max_trt}, whose trtexec builds one optimization "
+                            f"profile; {count} were asked (--profile)",
+                            why=f"trtexec {release} has no --profile option (samples/common/sampleOptions.cpp reads "
+                                "one --minShapes/--optShapes/--maxShapes set)",
+                            fix="drop --profile (one profile over the --dim ranges), or use a TensorRT 10+ target")
+
+
 def _profile_flags(recipe: BuildRecipe) -> list[str]:
     """One --minShapes/--optShapes/--maxShapes set; with several profiles each set right behind its --profile=N
     (trtexec pairs them by position, see trtexec_flags), refused where trtexec has no --profile (8.x)."""
@@ -92,13 +107,7 @@ def _profile_flags(recipe: BuildRecipe) -> list[str]:
              f"--maxShapes={_shapes(p.dynamic_inputs(), 'max')}"] for p in profiles]
     if len(sets) == 1:
         return sets[0]
-    release = release_for(recipe.trt_major, _minor(recipe))
-    if not several_profiles(release):
-        raise BadInputError(f"target {recipe.target!r} is for TensorRT {recipe.trt_version}, whose trtexec builds one "
-                            f"optimization profile; {len(sets)} were asked",
-                            why=f"trtexec {release} has no --profile option (samples/common/sampleOptions.cpp reads "
-                                "one --minShapes/--optShapes/--maxShapes set)",
-                            fix="drop --profile (one profile over the --dim ranges), or use a TensorRT 10+ target")
+    check_profile_count(recipe.target, recipe.trt_version, len(sets))
     return [flag for i, s in enumerate(sets) for flag in (f"--profile={i}", *s)]
 
 
