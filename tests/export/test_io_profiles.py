@@ -19,6 +19,7 @@ from deployconv.core.io_spec import (
     parse_profile,
     with_profiles,
 )
+from deployconv.core.target import get_target
 
 FIX = Path(__file__).parents[1] / "fixtures" / "io"
 runner = CliRunner()
@@ -121,3 +122,18 @@ def test_trtexec_without_profile_option_is_exit_2(tmp_path):
               "--no-bench", "--profile", "H=64..96", "--profile", "H=96..160")
     assert res.exit_code == 2, res.output
     assert "builds one optimization profile" in " ".join(res.output.split())
+
+
+def test_bundle_trtexec_line_carries_the_manifests_profiles():
+    from deployconv.pipeline.bundle import trtexec_lines
+    from tests.engine.graphs import conv_net
+
+    spec = build_spec([parse_input("x=Bx3xHxW")], {"H": DimRange(8, 16, 64), "W": DimRange(8, 16, 64)},
+                      batch=(1, 1, 4), source="cli")
+    two = with_profiles(spec, [parse_profile("H=8..16..32,W=8..16..32"), parse_profile("H=32..48..64,W=32..48..64")])
+    build, run, note = trtexec_lines(conv_net(hw=("H", "W")), get_target("trt-fp32"), two.to_dict())
+    assert note == "TensorRT 10.1" and "--profile=0 --minShapes=x:1x3x8x8" in build
+    assert "--profile=1 --minShapes=x:1x3x32x32 --optShapes=x:1x3x48x48 --maxShapes=x:4x3x64x64" in build
+    assert "--shapes=x:1x3x16x16" in run
+    without, _, why = trtexec_lines(conv_net(hw=("H", "W")), get_target("trt-fp32"))
+    assert without is None and "dynamic dims besides the batch" in why  # what a bundle said before
