@@ -76,7 +76,8 @@ class Recorded:
 @dataclass
 class FakeTensorRT:
     """Knobs: `profile_index` (what add_optimization_profile returns), `address_ok` (set_tensor_address),
-    `parse_errors` (None: the parse succeeds), `inspector_json`, `engine_io` (name -> (is_input, shape))."""
+    `parse_errors` (None: the parse succeeds), `inspector_json`, `engine_io` (name -> (is_input, shape)),
+    `profile_bounds` (the engine's optimization profiles: (min, opt, max) of each dynamic dim, one per profile)."""
 
     __version__: str = "10.3.0"
     profile_index: int = 0
@@ -86,6 +87,7 @@ class FakeTensorRT:
     engine_io: dict[str, tuple[bool, tuple[int, ...]]] = field(
         default_factory=lambda: {"x": (True, (-1, 4)), "y": (False, (-1, 4))})
     num_dla_cores: int = 2
+    profile_bounds: list[tuple[int, int, int]] = field(default_factory=lambda: [(1, 4, 8)])
     calls: list[tuple[str, Any]] = field(default_factory=list)
     registered: dict[str, str] = field(default_factory=dict)  # plugin name -> library path
     plugins_of: dict[str, tuple[str, ...]] = field(default_factory=dict)  # library path -> plugin names
@@ -237,9 +239,14 @@ class FakeEngine:
     def get_tensor_shape(self, name: str) -> tuple[int, ...]:
         return self.fake.engine_io[name][1]
 
+    @property
+    def num_optimization_profiles(self) -> int:
+        return len(self.fake.profile_bounds)
+
     def get_tensor_profile_shape(self, name: str, profile: int) -> tuple[tuple[int, ...], ...]:
         shape = self.fake.engine_io[name][1]
-        return tuple(tuple(b if d < 0 else d for d in shape) for b in (1, 4, 8))  # type: ignore[return-value]
+        bounds = self.fake.profile_bounds[profile]
+        return tuple(tuple(b if d < 0 else d for d in shape) for b in bounds)  # type: ignore[return-value]
 
     def create_execution_context(self) -> Any:
         return FakeContext(self)
@@ -266,6 +273,10 @@ class FakeContext:
     def set_input_shape(self, name: str, shape: Any) -> bool:
         self.shapes[name] = tuple(shape)
         return True
+
+    def set_optimization_profile_async(self, index: int, stream: int) -> bool:
+        self.engine.fake.calls.append(("context.set_optimization_profile_async", index))
+        return 0 <= index < len(self.engine.fake.profile_bounds)
 
     def get_tensor_shape(self, name: str) -> tuple[int, ...]:
         return self.shapes.get(name) or next(iter(self.shapes.values()))

@@ -76,7 +76,7 @@ def _with_profile(tgt: Any, exported: Path | None) -> Any:
     io = read_manifest(exported).io_spec
     if not io:
         return tgt
-    return engine_spec_for(tgt, shapes=IOSpec.from_dict(io).profile_shapes())
+    return engine_spec_for(tgt, **IOSpec.from_dict(io).engine_shapes())
 
 
 def _build(source: Path, target: str | None, plugins: list[Path] | None, out_dir: Path | None, dry_run: bool,

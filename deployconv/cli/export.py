@@ -17,6 +17,7 @@ from deployconv.cli.options import (
     InputsOpt,
     JsonOpt,
     ModelOpt,
+    ProfilesOpt,
     SimplifierOpt,
     TargetOpt,
     WeightsOpt,
@@ -67,6 +68,7 @@ def export_cmd(
                                  "report the skip, exit 0).")] = False,
     inputs: InputsOpt = None,
     dims: DimsOpt = None,
+    profiles: ProfilesOpt = None,
     json_out: JsonOpt = False,
     force: ForceOpt = False,
 ) -> None:
@@ -78,7 +80,8 @@ def export_cmd(
                          batch_given=batch is not None, opset=opset, simplifier=simplifier, images=images,
                          bench=not no_bench, io_dtype=io_dtype, calib=calib, calib_samples=calib_samples,
                          calib_method=calib_method, plugins=plugins, require_engine=require_engine,
-                         inputs=tuple(inputs or ()), dims=tuple(dims or ()))
+                         inputs=tuple(inputs or ()), dims=tuple(dims or ()),
+                         profiles=tuple(profiles or ()))
     if out_dir is not None:
         refuse_overwrite(pin_path(out_dir), force)
     with err.status("exporting") as status:

@@ -145,6 +145,10 @@ InputsOpt = Annotated[list[str] | None, typer.Option(
 DimsOpt = Annotated[list[str] | None, typer.Option(
     "--dim", help="SYM=MIN..OPT..MAX (or MIN..MAX, or N), repeatable: a symbol's range; dynamic ONNX dims and the "
                   "TensorRT profile, e.g. H=320..640..1344.")]
+ProfilesOpt = Annotated[list[str] | None, typer.Option(
+    "--profile", help="SYM=MIN..OPT..MAX[,SYM=...], repeatable: one TensorRT optimization profile each, in order; "
+                      "symbols it omits keep their --dim range, and every range must lie inside its --dim range, "
+                      "e.g. --profile H=320..480..640,W=320..480..640 (default: one profile over the --dim ranges).")]
 TargetOpt = Annotated[str, target_option()]
 SimplifierOpt = Annotated[str, typer.Option("--simplifier", help="onnxslim | onnxsim | none.",
                                             callback=one_of("--simplifier", SIMPLIFIERS))]

@@ -2,7 +2,9 @@
 
 `--input image=Bx3xHxW --input mask=BxHxW:int64 --dim B=1..16 --dim H=320..640..1344` becomes an IOSpec. Symbols
 become dynamic ONNX dims (named after the symbol) and their (min, opt, max) ranges become the TensorRT
-optimization profile; parity runs at the min, opt and max points. Pure (no torch): torch-side helpers live in
+optimization profile; parity runs at the min, opt and max points. `--profile H=320..480..640,W=320..480..640`
+(repeatable) asks for several profiles instead: each overrides some symbols' ranges inside their --dim range,
+and the spec's own ranges become the union of the profiles (what parity runs at). Pure (no torch): torch-side helpers live in
 `deployconv.models.io`. A zoo model's default is `input=Bx3xHxW` at its own size with B the batch.
 """
 
@@ -58,6 +60,8 @@ class IOSpec:
     inputs: tuple[InputSpec, ...]
     ranges: dict[str, DimRange] = field(default_factory=dict)
     source: str = "default"  # "default" | "cli" | "example_inputs"
+    # several optimization profiles: each the ranges it changes (others keep `ranges`); () = one, from `ranges`
+    profiles: tuple[dict[str, DimRange], ...] = ()
 
     @property
     def names(self) -> list[str]:
@@ -95,9 +99,24 @@ class IOSpec:
         return {i.name: tuple(size(d) for d in i.dims) for i in self.inputs}
 
     def profile_shapes(self) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
-        """(min, opt, max) shape per input: TensorRT's optimization profile (EngineSpec.shapes)."""
+        """(min, opt, max) shape per input over `ranges` (with several profiles, their union): the single
+        optimization profile (EngineSpec.shapes) when `profiles` is empty."""
         at = {p: self.shapes_at(p) for p in POINTS}
         return {n: (at["min"][n], at["opt"][n], at["max"][n]) for n in self.names}
+
+    def profile_ranges(self) -> list[dict[str, DimRange]]:
+        """Every symbol's range in each optimization profile, in order."""
+        return [{**self.ranges, **p} for p in self.profiles] or [dict(self.ranges)]
+
+    def every_profile_shapes(self) -> list[dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]]:
+        """(min, opt, max) shape per input for each optimization profile (EngineSpec.profiles), in order."""
+        return [IOSpec(self.inputs, r, self.source).profile_shapes() for r in self.profile_ranges()]
+
+    def engine_shapes(self) -> dict[str, Any]:
+        """The EngineSpec keyword for these inputs: `shapes` for one profile, `profiles` for several."""
+        if len(self.profiles) > 1:
+            return {"profiles": tuple(self.every_profile_shapes())}
+        return {"shapes": self.every_profile_shapes()[0]}
 
     def example_sizes(self) -> dict[str, int]:
         """A size per symbol for tracing: opt, but never 0/1 for a dynamic symbol (torch.export specialises
@@ -115,18 +134,33 @@ class IOSpec:
         return [{i.name: random_array(rng, shapes[i.name], i) for i in self.inputs} for _ in range(count)]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source,
-                "inputs": [{"name": i.name, "dims": list(i.dims), "dtype": i.dtype, "low": i.low, "high": i.high}
-                           for i in self.inputs],
-                "dims": {k: {"min": r.min, "opt": r.opt, "max": r.max} for k, r in self.ranges.items()},
-                "profiles": [{n: {p: list(s) for p, s in zip(POINTS, t)} for n, t in self.profile_shapes().items()}]}
+        """`profiles`: min/opt/max per input of every optimization profile; `profile_dims` (only with several
+        profiles given): the ranges each one changes, so from_dict rebuilds them."""
+        out = {"source": self.source,
+               "inputs": [{"name": i.name, "dims": list(i.dims), "dtype": i.dtype, "low": i.low, "high": i.high}
+                          for i in self.inputs],
+               "dims": _ranges_dict(self.ranges),
+               "profiles": [{n: {p: list(s) for p, s in zip(POINTS, t)} for n, t in shapes.items()}
+                            for shapes in self.every_profile_shapes()]}
+        if self.profiles:
+            out["profile_dims"] = [_ranges_dict(p) for p in self.profiles]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> IOSpec:
+        """Also reads manifests written before several profiles (no `profile_dims`: one profile)."""
         return cls(tuple(InputSpec(i["name"], tuple(i["dims"]), i["dtype"], i.get("low", 0), i.get("high", 2))
                          for i in data["inputs"]),
-                   {k: DimRange(v["min"], v["opt"], v["max"]) for k, v in data["dims"].items()},
-                   data.get("source", "default"))
+                   _ranges_from(data["dims"]), data.get("source", "default"),
+                   tuple(_ranges_from(p) for p in data.get("profile_dims", ())))
+
+
+def _ranges_dict(ranges: dict[str, DimRange]) -> dict[str, dict[str, int]]:
+    return {k: {"min": r.min, "opt": r.opt, "max": r.max} for k, r in ranges.items()}
+
+
+def _ranges_from(data: dict[str, Any]) -> dict[str, DimRange]:
+    return {k: DimRange(v["min"], v["opt"], v["max"]) for k, v in data.items()}
 
 
 def random_array(rng: np.random.Generator, shape: tuple[int, ...], spec: InputSpec) -> np.ndarray:
@@ -179,6 +213,55 @@ def parse_dim(text: str) -> tuple[str, DimRange]:
     return sym, DimRange(lo, opt, hi)
 
 
+def parse_profile(text: str) -> dict[str, DimRange]:
+    """`SYM=MIN..OPT..MAX[,SYM=...]`: one optimization profile's ranges (each as `parse_dim` reads it)."""
+    out: dict[str, DimRange] = {}
+    for part in text.split(","):
+        try:
+            sym, rng = parse_dim(part)
+        except BadInputError as e:
+            raise BadInputError(f"bad --profile {text!r}: {e.what}", why=e.why,
+                                fix="use SYM=MIN..OPT..MAX[,SYM=...], e.g. --profile H=320..480..640,W=320..480..640"
+                                ) from None
+        if sym in out:
+            raise BadInputError(f"--profile {text!r} gives {sym} twice", fix=f"give {sym} once per --profile")
+        out[sym] = rng
+    return out
+
+
+def with_profiles(spec: IOSpec, profiles: list[dict[str, DimRange]]) -> IOSpec:
+    """`spec` with several optimization profiles: every range must use a symbol of the inputs and lie inside its
+    --dim range; `ranges` become the union (min of mins, max of maxes, the --dim opt when a profile holds it,
+    else the first profile's), so parity runs at points some profile holds. No profiles: `spec` unchanged."""
+    if not profiles:
+        return spec
+    used = spec.symbols()
+    for n, prof in enumerate(profiles):
+        label = f"--profile {n + 1} ({_text(prof)})"
+        for sym, r in prof.items():
+            if sym not in used:
+                raise BadInputError(f"{label} names symbol {sym}, which no input uses",
+                                    fix=f"symbols in the inputs: {', '.join(used) or 'none'}")
+            whole = spec.ranges[sym]
+            if r.min < whole.min or r.max > whole.max:
+                raise BadInputError(f"{label}: {sym}={r.min}..{r.opt}..{r.max} is outside its --dim range "
+                                    f"{sym}={whole.min}..{whole.opt}..{whole.max}",
+                                    why="every profile must lie inside the range the ONNX model is exported for",
+                                    fix=f"keep {sym} within {whole.min}..{whole.max} in that profile, or widen "
+                                        f"--dim {sym}")
+    full = [{**spec.ranges, **p} for p in profiles]
+    union = {}
+    for sym, whole in spec.ranges.items():
+        lo, hi = min(f[sym].min for f in full), max(f[sym].max for f in full)
+        held = any(f[sym].min <= whole.opt <= f[sym].max for f in full)
+        union[sym] = DimRange(lo, whole.opt if held else full[0][sym].opt, hi)
+    return IOSpec(spec.inputs, union, spec.source, tuple(dict(p) for p in profiles))
+
+
+def _text(prof: dict[str, DimRange]) -> str:
+    return ",".join(f"{s}={r.min}..{r.opt}..{r.max}" for s, r in prof.items())
+
+
 def build_spec(inputs: list[InputSpec], ranges: dict[str, DimRange], *, batch: tuple[int, int, int] | None,
                source: str) -> IOSpec:
     """Check names and symbols: unique input names, every symbol with a range (a symbol only ever at dim 0 is
@@ -222,6 +305,11 @@ def check_for_target(spec: IOSpec, target: Any) -> None:
     """What a target cannot take: DLA runs static shapes and fp16/int8 tensors only."""
     if not getattr(target, "uses_dla", False):
         return
+    if len(spec.profiles) > 1:
+        raise BadInputError(f"target {target.name} runs on DLA, which builds one static shape; "
+                            f"{len(spec.profiles)} optimization profiles were asked",
+                            why="DLA engines are built for one shape (min = opt = max)",
+                            fix="drop --profile and give one size per symbol (--dim H=800), or use a GPU target")
     dyn = spec.dynamic_symbols()
     if dyn:
         raise BadInputError(f"target {target.name} runs on DLA, which needs static shapes; symbol(s) "

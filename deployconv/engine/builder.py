@@ -174,20 +174,23 @@ def _configure(trt: Any, builder: Any, config: Any, recipe: BuildRecipe) -> None
     if recipe.plugins_to_serialize:
         config.plugins_to_serialize = list(recipe.plugins_to_serialize)
     if recipe.profile.needed:
-        profile = builder.create_optimization_profile()
-        for r in recipe.profile.dynamic_inputs():
-            profile.set_shape(r.name, r.min, r.opt, r.max)
-        check_profile_index(config.add_optimization_profile(profile), recipe)
+        for i, plan in enumerate(recipe.all_profiles):  # one TensorRT optimization profile each, in order
+            profile = builder.create_optimization_profile()
+            for r in plan.dynamic_inputs():
+                profile.set_shape(r.name, r.min, r.opt, r.max)
+            check_profile_index(config.add_optimization_profile(profile), recipe, i)
     # layer names, precisions and placements in the engine's layer report (IEngineInspector)
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
 
 
-def check_profile_index(index: int, recipe: BuildRecipe) -> int:
+def check_profile_index(index: int, recipe: BuildRecipe, which: int = 0) -> int:
     """`add_optimization_profile` returns the profile's index, or -1 when TensorRT finds it invalid (NvInfer.h);
-    the build must stop there, not fail later with a vaguer message."""
+    the build must stop there, not fail later with a vaguer message. `which`: the recipe profile just added."""
     if int(index) < 0:
-        shapes = "; ".join(f"{r.name}: min {r.min}, opt {r.opt}, max {r.max}" for r in recipe.profile.dynamic_inputs())
-        raise BadInputError("TensorRT rejected the optimization profile", details=[shapes] if shapes else [],
+        plan = recipe.all_profiles[which]
+        shapes = "; ".join(f"{r.name}: min {r.min}, opt {r.opt}, max {r.max}" for r in plan.dynamic_inputs())
+        label = f" {which}" if len(recipe.all_profiles) > 1 else ""
+        raise BadInputError(f"TensorRT rejected the optimization profile{label}", details=[shapes] if shapes else [],
                             why="add_optimization_profile returned -1: a shape is missing, out of order "
                                 "(min <= opt <= max) or does not fit the network's input rank",
                             fix="check the target's batch range and `shapes` against the ONNX inputs")

@@ -11,7 +11,7 @@ Rules, in order:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from deployconv.core.errors import BadInputError
@@ -185,3 +185,17 @@ def make_profile(facts: OnnxFacts, spec: EngineSpec) -> Profile:
         raise BadInputError(f"a static engine needs min = opt = max, but {loose} has a range", why=_why_static(spec),
                             fix="give one shape per input (shapes={name: shape})")
     return profile
+
+
+def make_profiles(facts: OnnxFacts, spec: EngineSpec) -> tuple[Profile, ...]:
+    """One optimization profile per entry of `spec.profile_shapes()`, in order (each by `make_profile`)."""
+    if not spec.profiles:
+        return (make_profile(facts, spec),)
+    out = []
+    for i, shapes in enumerate(spec.profiles):
+        try:
+            out.append(make_profile(facts, replace(spec, shapes=shapes, profiles=())))
+        except BadInputError as e:
+            raise BadInputError(f"optimization profile {i}: {e.what}", why=e.why, fix=e.fix,
+                                details=e.details) from None
+    return tuple(out)

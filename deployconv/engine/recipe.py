@@ -15,7 +15,7 @@ from deployconv.core.support_matrix import target_refusals
 from deployconv.engine.onnx_facts import OnnxFacts
 from deployconv.engine.op_limits import check_op_limits
 from deployconv.engine.precision import PrecisionChoice, choose_precision
-from deployconv.engine.profiles import Profile, make_profile
+from deployconv.engine.profiles import Profile, make_profiles
 from deployconv.engine.spec import DEFAULT_OPTIMIZATION_LEVEL, EngineSpec
 
 MIN_TRT = (8, 5)  # execute_async_v3 and named I/O tensors (JetPack 5.1); deployconv plugins need more:
@@ -77,6 +77,11 @@ class BuildRecipe:
     tactic_sources: str = "default"
     notes: tuple[str, ...] = field(default=())
     parser_flags: tuple[str, ...] = ()  # OnnxParserFlag member names set before parsing
+    profiles: tuple[Profile, ...] = ()  # every optimization profile, in order (profile is the first); () = (profile,)
+
+    @property
+    def all_profiles(self) -> tuple[Profile, ...]:
+        return self.profiles or (self.profile,)
 
     @property
     def strongly_typed(self) -> bool:
@@ -91,6 +96,7 @@ class BuildRecipe:
         d = asdict(self)
         d["precision"] = self.precision.to_dict()
         d["profile"] = self.profile.to_dict()
+        d["profiles"] = [p.to_dict() for p in self.all_profiles]
         d["strongly_typed"] = self.strongly_typed
         return _lists(d)
 
@@ -156,11 +162,13 @@ def make_recipe(spec: EngineSpec, trt_version: str | TrtVersion, facts: OnnxFact
     check_trt_version(version, spec, facts)
     dla = spec.uses_dla
     precision = choose_precision(spec.precision, version.major, facts, strongly_typed=spec.strongly_typed, dla=dla)
-    profile = make_profile(facts, spec)
+    profiles = make_profiles(facts, spec)
+    profile = profiles[0]
     libs = tuple(str(p) for p in plugin_libraries)
     plugin_nodes = facts.plugin_counts()
     notes = list(precision.notes)
-    notes.extend(check_op_limits(facts, profile))  # DCN index limits at the profile max, before TensorRT
+    for i, p in enumerate(profiles):  # DCN index limits at each profile's max, before TensorRT
+        notes.extend(n if len(profiles) == 1 else f"profile {i}: {n}" for n in check_op_limits(facts, p))
 
     if plugin_nodes and not libs:
         ops = ", ".join(f"{op} x{n}" for op, n in sorted(plugin_nodes.items()))
@@ -219,7 +227,7 @@ def make_recipe(spec: EngineSpec, trt_version: str | TrtVersion, facts: OnnxFact
         if spec.optimization_level != DEFAULT_OPTIMIZATION_LEVEL:
             notes.append(f"TensorRT {version} has no builder optimization level: "
                          f"{spec.optimization_level} is not applied")
-    notes.extend(profile.notes)
+    notes.extend(dict.fromkeys(n for p in profiles for n in p.notes))
 
     return BuildRecipe(
         target=spec.target, trt_version=str(version), trt_major=version.major, precision=precision, profile=profile,
@@ -230,4 +238,4 @@ def make_recipe(spec: EngineSpec, trt_version: str | TrtVersion, facts: OnnxFact
         exclude_lean_runtime=spec.exclude_lean_runtime, plugin_libraries=libs, plugins_to_serialize=serialize,
         plugin_nodes=plugin_nodes,
         runtime_needs_host_code=spec.version_compatible and not spec.exclude_lean_runtime,
-        notes=tuple(notes), parser_flags=parser_flags)
+        notes=tuple(notes), parser_flags=parser_flags, profiles=profiles)

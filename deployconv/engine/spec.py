@@ -37,6 +37,9 @@ class EngineSpec:
     Batch range: None means "the policy default" (dynamic batch: min 1, opt 1, max 16, a latency-oriented
     profile; static engines: the model's own batch). `shapes` gives explicit (min, opt, max) shapes per input
     name and wins over the batch range for that input; it is how non-batch dynamic dims (H, W) get sizes.
+    `profiles`: several optimization profiles, each a `shapes` mapping; when given, `shapes` must be empty or
+    equal the first, and the engine gets one TensorRT optimization profile per entry, in order (index 0 is the
+    one a plain run uses).
     `strongly_typed`: "auto" (TensorRT 10: strongly typed when the ONNX already carries the target's precision;
     TensorRT 11: always), "always", or "never" (TensorRT 10 only: precision builder flags).
     """
@@ -48,6 +51,7 @@ class EngineSpec:
     opt_batch: int | None = None
     max_batch: int | None = None
     shapes: Mapping[str, ShapeTriple] = field(default_factory=dict)
+    profiles: tuple[Mapping[str, ShapeTriple], ...] = ()
     optimization_level: int = DEFAULT_OPTIMIZATION_LEVEL
     memory_pools_mib: Mapping[str, int] = field(default_factory=dict)
     timing_cache: str | None = None
@@ -63,6 +67,8 @@ class EngineSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shapes", {str(k): _shape_triple(k, v) for k, v in dict(self.shapes).items()})
+        object.__setattr__(self, "profiles", tuple({str(k): _shape_triple(k, v) for k, v in dict(p).items()}
+                                                   for p in self.profiles))
         object.__setattr__(self, "memory_pools_mib", dict(self.memory_pools_mib))
         object.__setattr__(self, "device_sm", tuple(int(v) for v in self.device_sm))
         for problem in _problems(self):
@@ -72,9 +78,14 @@ class EngineSpec:
     def uses_dla(self) -> bool:
         return self.dla_core is not None
 
+    def profile_shapes(self) -> tuple[Mapping[str, ShapeTriple], ...]:
+        """The shapes of each optimization profile, in order: `profiles`, or `shapes` as the only one."""
+        return self.profiles or (self.shapes,)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["shapes"] = {k: [list(s) for s in v] for k, v in self.shapes.items()}
+        d["profiles"] = [{k: [list(s) for s in v] for k, v in p.items()} for p in self.profiles]
         return d
 
 
@@ -143,14 +154,22 @@ def _problems(s: EngineSpec) -> list[BadInputError]:
         v = getattr(s, key)
         if v is not None and not re.fullmatch(r"\d+(\.\d+){0,2}", str(v)):
             bad(f"{key} {v!r} is not a TensorRT version", fix="write it as MAJOR.MINOR[.PATCH], e.g. 10.3")
-    for name, triple in s.shapes.items():
+    if s.profiles and s.shapes and dict(s.shapes) != dict(s.profiles[0]):
+        bad("both shapes and profiles are given and shapes is not the first profile",
+            fix="give the shapes as profiles[0], or give shapes alone (one profile)")
+    if len(s.profiles) > 1 and s.uses_dla:
+        bad(f"{len(s.profiles)} optimization profiles asked of a DLA engine", why="DLA runs static shapes only",
+            fix="give one shape per input (shapes={name: shape})")
+    every = [(f"profiles[{i}][{n!r}]" if s.profiles else f"shapes[{n!r}]", t)
+             for i, p in enumerate(s.profile_shapes()) for n, t in p.items()]
+    for name, triple in every:
         lo, opt, hi = triple
         if not len(lo) == len(opt) == len(hi):
-            bad(f"shapes[{name!r}]: min/opt/max have different ranks: {lo}, {opt}, {hi}")
+            bad(f"{name}: min/opt/max have different ranks: {lo}, {opt}, {hi}")
         elif any(d < 1 for d in (*lo, *opt, *hi)):
-            bad(f"shapes[{name!r}]: every dim must be >= 1, got {lo}, {opt}, {hi}")
+            bad(f"{name}: every dim must be >= 1, got {lo}, {opt}, {hi}")
         elif not all(a <= b <= c for a, b, c in zip(lo, opt, hi)):
-            bad(f"shapes[{name!r}]: needs min <= opt <= max in every dim, got {lo}, {opt}, {hi}")
+            bad(f"{name}: needs min <= opt <= max in every dim, got {lo}, {opt}, {hi}")
     return out
 
 

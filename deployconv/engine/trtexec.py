@@ -18,8 +18,10 @@ import shlex
 from collections.abc import Sequence
 
 from deployconv.core.artifacts.names import ENGINE
+from deployconv.core.errors import BadInputError
 from deployconv.engine.profiles import ShapeRange
 from deployconv.engine.recipe import BuildRecipe
+from deployconv.engine.trtexec_flags import release_for, several_profiles
 
 LEAN_RUNTIME_PLACEHOLDER = "/path/to/libnvinfer_lean.so"  # the lean runtime of the TensorRT that built the plan
 SKIP_INFERENCE_SINCE = (8, 6)  # TensorRT 8.5's trtexec calls it --buildOnly
@@ -46,10 +48,7 @@ def trtexec_argv(recipe: BuildRecipe, onnx: str | os.PathLike[str], plugins: Seq
     plan's plugin libraries (pass device-side paths when the command is meant for another machine)."""
     libs = list(recipe.plugin_libraries if plugins is None else plugins)
     argv = ["trtexec", f"--onnx={onnx}", f"--saveEngine={engine}"]
-    dynamic = recipe.profile.dynamic_inputs()
-    if dynamic:
-        argv += [f"--minShapes={_shapes(dynamic, 'min')}", f"--optShapes={_shapes(dynamic, 'opt')}",
-                 f"--maxShapes={_shapes(dynamic, 'max')}"]
+    argv += _profile_flags(recipe)
     if recipe.trt_major < 11:  # TensorRT 11 has no precision flags: the network is always strongly typed
         if recipe.strongly_typed:
             argv.append("--stronglyTyped")
@@ -81,6 +80,35 @@ def trtexec_argv(recipe: BuildRecipe, onnx: str | os.PathLike[str], plugins: Seq
         argv.append(f"--hardwareCompatibilityLevel={TRTEXEC_HARDWARE[recipe.hardware_compatibility]}")
     argv.append("--skipInference" if (recipe.trt_major, _minor(recipe)) >= SKIP_INFERENCE_SINCE else "--buildOnly")
     return argv
+
+
+def check_profile_count(target: str, max_trt: str | None, count: int) -> None:
+    """Refuse (exit 2) several optimization profiles for a target whose newest TensorRT's trtexec reads one set
+    (8.5/8.6: no --profile), before any export work; the line itself refuses too (`_profile_flags`)."""
+    if count < 2 or max_trt is None:
+        return
+    major, minor = (int(p) for p in [*str(max_trt).split("."), "0"][:2])
+    release = release_for(major, minor)
+    if not several_profiles(release):
+        raise BadInputError(f"target {target!r} is for TensorRT {max_trt}, whose trtexec builds one optimization "
+                            f"profile; {count} were asked (--profile)",
+                            why=f"trtexec {release} has no --profile option (samples/common/sampleOptions.cpp reads "
+                                "one --minShapes/--optShapes/--maxShapes set)",
+                            fix="drop --profile (one profile over the --dim ranges), or use a TensorRT 10+ target")
+
+
+def _profile_flags(recipe: BuildRecipe) -> list[str]:
+    """One --minShapes/--optShapes/--maxShapes set; with several profiles each set right behind its --profile=N
+    (trtexec pairs them by position, see trtexec_flags), refused where trtexec has no --profile (8.x)."""
+    profiles = recipe.all_profiles
+    if not profiles[0].dynamic_inputs():
+        return []
+    sets = [[f"--minShapes={_shapes(p.dynamic_inputs(), 'min')}", f"--optShapes={_shapes(p.dynamic_inputs(), 'opt')}",
+             f"--maxShapes={_shapes(p.dynamic_inputs(), 'max')}"] for p in profiles]
+    if len(sets) == 1:
+        return sets[0]
+    check_profile_count(recipe.target, recipe.trt_version, len(sets))
+    return [flag for i, s in enumerate(sets) for flag in (f"--profile={i}", *s)]
 
 
 def _minor(recipe: BuildRecipe) -> int:

@@ -16,6 +16,12 @@ samples/common/sampleEngines.cpp):
 - Loading a version-compatible plan needs host code allowed: trtexec calls `setEngineHostCodeAllowed(true)` when
   `--versionCompatible` is given, also with `--loadEngine` (there is no `--allowHostCode`). A plan built with
   `--excludeLeanRuntime` needs `--leanDLLPath` (`IRuntime::loadRuntime`).
+- Several optimization profiles: from 10.x, trtexec reads `--profile=N` (getOptimizationProfiles) and takes as
+  profile N's shapes the --minShapes/--optShapes/--maxShapes found at the next argument positions: its loop moves
+  `pos` one step per selector and getAndDelOptionBehind matches only `i->second.second - pos == 1`, so each
+  profile is written `--profile=N --minShapes=.. --optShapes=.. --maxShapes=..` with nothing in between; without
+  any --profile it falls back to one getShapesBuild set. 8.5 and 8.6 have no --profile (one getShapesBuild set,
+  a single ShapeProfile), so a plan with several profiles has no trtexec line there.
 - TensorRT 8.5's trtexec spells "build, do not run" `--buildOnly`; `--skipInference` exists from 8.6.
 """
 
@@ -90,6 +96,9 @@ PARSED: tuple[FlagSource, ...] = (
     _p('--maxShapes', '10.3', 704, 'else if (!maxShapes && getAndDelOptionBehind(arguments, "--maxShapes", pos, value))'),
     _p('--maxShapes', '10.16', 746, 'else if (!maxShapes && getAndDelOptionBehind(arguments, "--maxShapes", pos, value))'),
     _p('--maxShapes', '11.1', 674, 'else if (!maxShapes && getAndDelOptionBehind(arguments, "--maxShapes", pos, value))'),
+    _p('--profile', '10.3', 1070, 'if (!getOptimizationProfiles(arguments, optProfiles, "--profile"))'),
+    _p('--profile', '10.16', 1121, 'if (!getOptimizationProfiles(arguments, optProfiles, "--profile"))'),
+    _p('--profile', '11.1', 1093, 'if (!getOptimizationProfiles(arguments, optProfiles, "--profile"))'),
     _p('--shapes', '8.5', 1108, 'getShapesInference(arguments, shapes, "--shapes");'),
     _p('--shapes', '8.6', 1317, 'getShapesInference(arguments, shapes, "--shapes");'),
     _p('--shapes', '10.3', 1629, 'getShapesInference(arguments, shapes, "--shapes");'),
@@ -205,6 +214,16 @@ BEHAVIOUR: tuple[FlagSource, ...] = (
                "if (build.versionCompatible && !sys.ignoreParsedPluginLibs && !vcPluginLibrariesUsed.empty())"),
     FlagSource("--ignoreParsedPluginLibs", "11.1", ENGINES_FILE, 923,
                "if (build.versionCompatible && !sys.ignoreParsedPluginLibs && !vcPluginLibrariesUsed.empty())"),
+    # --profile=N: the loop over N's shape flags, and the "right behind" test that pairs them by position
+    FlagSource("--profile", "10.3", OPTIONS_FILE, 691,
+               "while (getAndDelOptionWithPosition(arguments, argument, profileIndex, pos))"),
+    FlagSource("--profile", "10.3", OPTIONS_FILE, 404, "if (i->second.second - pos == 1)"),
+    FlagSource("--profile", "10.16", OPTIONS_FILE, 733,
+               "while (getAndDelOptionWithPosition(arguments, argument, profileIndex, pos))"),
+    FlagSource("--profile", "10.16", OPTIONS_FILE, 429, "if (i->second.second - pos == 1)"),
+    FlagSource("--profile", "11.1", OPTIONS_FILE, 661,
+               "while (getAndDelOptionWithPosition(arguments, argument, profileIndex, pos))"),
+    FlagSource("--profile", "11.1", OPTIONS_FILE, 407, "if (i->second.second - pos == 1)"),
     FlagSource("--versionCompatible", "10.3", ENGINES_FILE, 106, "mRuntime->setEngineHostCodeAllowed(true);"),
     FlagSource("--versionCompatible", "10.16", ENGINES_FILE, 140, "mRuntime->setEngineHostCodeAllowed(true);"),
     FlagSource("--versionCompatible", "11.1", ENGINES_FILE, 117, "mRuntime->setEngineHostCodeAllowed(true);"),
@@ -240,3 +259,8 @@ def release_for(major: int, minor: int) -> str:
 def parsed_flags(release: str) -> frozenset[str]:
     """The flags trtexec's parser on `release` reads (of those deployconv uses)."""
     return frozenset(s.flag for s in PARSED if s.release == release)
+
+
+def several_profiles(release: str) -> bool:
+    """Whether trtexec on `release` builds several optimization profiles (it parses --profile)."""
+    return "--profile" in parsed_flags(release)

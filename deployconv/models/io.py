@@ -23,7 +23,9 @@ from deployconv.core.io_spec import (
     build_spec,
     parse_dim,
     parse_input,
+    parse_profile,
     random_array,
+    with_profiles,
 )
 from deployconv.models.registry import model_info
 
@@ -137,13 +139,15 @@ def run_checked(model: torch.nn.Module, args: tuple, what: str) -> Any:
 
 
 def resolve_io(train: torch.nn.Module, inputs: tuple[str, ...], dims: tuple[str, ...],
-               batch: tuple[int, int, int]) -> IOSpec | None:
+               batch: tuple[int, int, int], profiles: tuple[str, ...] = ()) -> IOSpec | None:
     """The IOSpec an export runs with: --input/--dim, else what the model declares (a user factory's
-    `example_inputs`, a zoo entry's ModelInfo.inputs), with --dim overriding declared ranges. None: the
-    classic single `input` image at the model's input_size (the unchanged default path)."""
+    `example_inputs`, a zoo entry's ModelInfo.inputs), with --dim overriding declared ranges and --profile
+    splitting them into several optimization profiles. None: the classic single `input` image at the model's
+    input_size (the unchanged default path)."""
     ranges = dict(parse_dim(d) for d in dims)
+    parsed = [parse_profile(p) for p in profiles]
     if inputs:
-        return build_spec([parse_input(t) for t in inputs], ranges, batch=batch, source="cli")
+        return with_profiles(build_spec([parse_input(t) for t in inputs], ranges, batch=batch, source="cli"), parsed)
     info = model_info(train)
     example = getattr(train, "deployconv_example_inputs", None)
     if example is not None:
@@ -151,8 +155,8 @@ def resolve_io(train: torch.nn.Module, inputs: tuple[str, ...], dims: tuple[str,
     elif info.inputs:
         declared = dict(parse_dim(d) for d in info.dims)
         spec = build_spec([parse_input(t) for t in info.inputs], declared, batch=batch, source="zoo")
-    elif ranges:
-        raise BadInputError(f"--dim {', '.join(ranges)} given, but the model's input has no symbols",
+    elif ranges or parsed:
+        raise BadInputError(f"--dim/--profile {', '.join(ranges or parsed[0])} given, but the model's input has no symbols",
                             why=f"its input is input={'x'.join(map(str, ('B', *info.input_size)))}",
                             fix="declare the input with symbols: --input input=Bx3xHxW --dim H=... --dim W=...")
     else:
@@ -163,4 +167,4 @@ def resolve_io(train: torch.nn.Module, inputs: tuple[str, ...], dims: tuple[str,
             raise BadInputError(f"--dim given for symbol(s) the model's inputs do not use: {', '.join(unknown)}",
                                 fix=f"its inputs: {', '.join(i.describe() for i in spec.inputs)}")
         spec = IOSpec(spec.inputs, {**spec.ranges, **ranges}, spec.source)
-    return spec
+    return with_profiles(spec, parsed)

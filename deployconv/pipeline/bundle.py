@@ -37,6 +37,7 @@ from deployconv.core.artifacts.names import (
 )
 from deployconv.core.errors import BadInputError, DeployconvError
 from deployconv.core.fsio import atomic_dir, atomic_path, refuse_overwrite, sha256_file
+from deployconv.core.io_spec import IOSpec
 from deployconv.core.target import get_target
 from deployconv.engine import (
     engine_spec_for,
@@ -151,14 +152,14 @@ def trtexec_line(proto: Any, target: Any) -> tuple[str | None, str]:
     return build, note
 
 
-def trtexec_lines(proto: Any, target: Any) -> tuple[str | None, str | None, str]:
+def trtexec_lines(proto: Any, target: Any, io_spec: dict[str, Any] | None = None) -> tuple[str | None, str | None, str]:
     """(build line, run line, note): `trtexec_line` and the trtexec line running the plan it builds (plugins
-    loaded again unless the plan carries them)."""
+    loaded again unless the plan carries them). `io_spec` (the manifest's): its optimization profiles."""
     if target.runtime != "tensorrt":
         return None, None, "the target runs on ONNX Runtime"
     version = target.tensorrt.min_version if target.tensorrt else TRT_VERSION_FALLBACK
     try:
-        spec = engine_spec_for(target)
+        spec = engine_spec_for(target, **(IOSpec.from_dict(io_spec).engine_shapes() if io_spec else {}))
         facts = facts_from_model(proto, MODEL_ONNX)
         libs = (PLUGIN_LIBRARY,) if facts.plugin_nodes else ()
         recipe = make_recipe(spec, version, facts, libs)
@@ -250,7 +251,7 @@ def make_bundle(export_dir: Path, out_dir: Path, *, force: bool = False, root: P
 
     proto = onnx.load(str(export_dir / MODEL_ONNX))
     dla = dla_capability(proto, target) if target.uses_dla else None
-    trtexec, trtexec_run, trtexec_note = trtexec_lines(proto, target)
+    trtexec, trtexec_run, trtexec_note = trtexec_lines(proto, target, manifest.io_spec)
     if target.runtime == "tensorrt" and trtexec is None:
         notes.append(f"no trtexec line: {trtexec_note}")
     with atomic_dir(out_dir, force) as tmp:

@@ -60,7 +60,7 @@ def engine_step(artifact: onnx.ModelProto, tgt: Target, opts: ExportOptions, lay
     """Write the artifact into `staging` and build engine.plan beside it; a missing TensorRT (or one that cannot
     build this target here) is a recorded skip, not an error (`--require-engine` makes it one, in export)."""
     onnx.save(artifact, staging / MODEL_ONNX)
-    spec: Any = tgt if layout is None else engine_spec_for(tgt, shapes=layout.spec.profile_shapes())
+    spec: Any = tgt if layout is None else engine_spec_for(tgt, **layout.spec.engine_shapes())
     try:
         entries = build_engine(staging / MODEL_ONNX, spec, staging, plugins=opts.plugins, requested=requested)
     except MissingEnvironmentError as e:

@@ -12,6 +12,7 @@ from deployconv.core.errors import BadInputError
 from deployconv.core.fsio import refuse_overwrite, safe_name
 from deployconv.core.io_spec import check_for_target, default_spec
 from deployconv.core.target import Target, get_target
+from deployconv.engine.trtexec import check_profile_count
 from deployconv.models.io import resolve_io, run_checked
 from deployconv.models.registry import ModelInfo, model_info
 from deployconv.models.seeded import create_seeded
@@ -83,7 +84,7 @@ def _layout(train: torch.nn.Module, tgt: Target, opts: ExportOptions, batch: int
     """The IOLayout for a declared spec (--input/--dim, example_inputs, a zoo backbone), None for the classic
     single image. Bad specs and targets that cannot take them fail here, before any work."""
     brange = (1, batch, max(tgt.max_batch, batch)) if tgt.dynamic_batch else (batch, batch, batch)
-    spec = resolve_io(train, opts.inputs, opts.dims, brange)
+    spec = resolve_io(train, opts.inputs, opts.dims, brange, opts.profiles)
     if spec is None:
         spec = default_spec(model_info(train).input_size, brange)
         probe = tuple(torch.from_numpy(v) for v in spec.feeds("opt", batch=2, count=1, seed=opts.seed)[0].values())
@@ -91,6 +92,8 @@ def _layout(train: torch.nn.Module, tgt: Target, opts: ExportOptions, batch: int
             return None  # the classic single image in, one tensor out
         spec = type(spec)(spec.inputs, spec.ranges, "default")
     check_for_target(spec, tgt)
+    if tgt.tensorrt is not None:
+        check_profile_count(tgt.name, tgt.tensorrt.max_version, len(spec.profiles))
     if opts.images:
         raise BadInputError("--images feeds the classic single image input; this model declares "
                             f"{', '.join(i.describe() for i in spec.inputs)}", fix="drop --images")

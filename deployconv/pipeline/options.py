@@ -30,3 +30,4 @@ class ExportOptions:
     require_engine: bool = False
     inputs: tuple[str, ...] = ()  # --input NAME=DIMS[:DTYPE] (deployconv.core.io_spec)
     dims: tuple[str, ...] = ()  # --dim SYM=MIN..OPT..MAX
+    profiles: tuple[str, ...] = ()  # --profile SYM=MIN..OPT..MAX[,...]: several TensorRT optimization profiles

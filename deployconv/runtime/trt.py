@@ -56,10 +56,23 @@ class TensorInfo:
     trt_dtype: str  # TensorRT DataType member name
     shape: tuple[int, ...]  # -1 for dynamic dims
     profile: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None = None  # inputs: (min, opt, max)
+    profiles: tuple[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]], ...] = ()  # every profile's, in order
 
     @property
     def dtype(self) -> np.dtype | None:
         return numpy_dtype(self.trt_dtype)
+
+
+def choose_profile(shapes: Mapping[str, Sequence[int]], inputs: Sequence[TensorInfo]) -> int | None:
+    """The first optimization profile holding every shape in `shapes` (the engine may have several: --profile),
+    or None when none does."""
+    by_name = {t.name: t for t in inputs}
+    count = max((len(t.profiles) for t in inputs), default=0)
+    for k in range(count):
+        if all(profile_violation(n, s, by_name[n].profiles[k]) is None for n, s in shapes.items()
+               if n in by_name and len(by_name[n].profiles) > k):
+            return k
+    return None
 
 
 def check_io_types(tensors: Sequence[TensorInfo], engine: str) -> None:
@@ -172,6 +185,7 @@ class TrtRunner(Runner):
         self._shapes: dict[str, tuple[int, ...]] | None = None
         self._graph: Any = None
         self._events: list[Any] = []
+        self._profile_index = 0
 
     # --- activation ---
     def activate_impl(self) -> None:
@@ -214,13 +228,14 @@ class TrtRunner(Runner):
                                     fix="export with the shape folded into the graph (static or symbolic dims)")
             dt = engine.get_tensor_dtype(name)
             shape = tuple(engine.get_tensor_shape(name))
-            profile = None
-            if is_input and any(d < 0 for d in shape):  # dynamic: the range of the (first) optimization profile
-                lo, opt, hi = engine.get_tensor_profile_shape(name, 0)
-                profile = (tuple(lo), tuple(opt), tuple(hi))
+            profiles: tuple[Any, ...] = ()
+            if is_input and any(d < 0 for d in shape):  # dynamic: the range of each optimization profile
+                profiles = tuple(tuple(tuple(s) for s in engine.get_tensor_profile_shape(name, k))
+                                 for k in range(int(getattr(engine, "num_optimization_profiles", 1))))
             elif is_input:
-                profile = (shape, shape, shape)
-            out.append(TensorInfo(name, is_input, getattr(dt, "name", str(dt)), shape, profile))
+                profiles = ((shape, shape, shape),)
+            out.append(TensorInfo(name, is_input, getattr(dt, "name", str(dt)), shape,
+                                  profiles[0] if profiles else None, profiles))
         return out
 
     def deactivate_impl(self) -> None:
@@ -249,8 +264,16 @@ class TrtRunner(Runner):
         """Set input shapes, size every buffer, bind addresses; (re)capture the CUDA graph for these shapes."""
         ctx = self._context
         self._shapes = None  # until every step below succeeds, the next infer starts over
+        inputs = [s.info for s in self._slots.values() if s.info.is_input]
+        chosen = choose_profile(shapes, inputs) if any(len(t.profiles) > 1 for t in inputs) else None
+        if chosen is not None and chosen != self._profile_index:  # before set_input_shape (NvInferRuntime.h)
+            if not ctx.set_optimization_profile_async(chosen, self.io.stream_handle):
+                raise CheckFailedError(f"{self.name}: TensorRT refused to switch to optimization profile {chosen}")
+            self.io.synchronize()
+            self._profile_index = chosen
         for name, shape in shapes.items():
-            profile = self._slots[name].info.profile
+            info = self._slots[name].info
+            profile = info.profiles[self._profile_index] if len(info.profiles) > self._profile_index else info.profile
             problem = profile_violation(name, shape, profile) if profile else None
             if problem:
                 raise BadInputError(f"{self.name}: {problem}",
@@ -346,5 +369,5 @@ class TrtRunner(Runner):
 
 
 __all__ = ["GPU_TIMER", "TRT_TO_NUMPY", "SplitStats", "TensorInfo", "TransferSplit", "TrtBenchResult", "TrtRunner",
-           "benchmark_trt", "check_io_types", "check_tensor_address", "deserialize_failure", "numpy_dtype",
-           "profile_violation", "split_stats", "timed_splits"]
+           "benchmark_trt", "check_io_types", "check_tensor_address", "choose_profile", "deserialize_failure",
+           "numpy_dtype", "profile_violation", "split_stats", "timed_splits"]

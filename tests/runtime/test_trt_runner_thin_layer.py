@@ -138,3 +138,18 @@ def test_plan_facts_read_both_manifest_shapes(tmp_path):
         assert plan_facts_near(engine) == want
     (tmp_path / "manifest.json").write_text(json.dumps({"engine": {**built, "file": "other.plan"}}))
     assert plan_facts_near(engine) == PlanFacts()
+
+
+def test_several_profiles_the_runner_switches_to_the_one_holding_the_shapes(fake, tmp_path):
+    """An engine with two optimization profiles (export --profile): each shape runs in the first profile that
+    holds it, switched before the shapes are set; a shape no profile holds is exit 2."""
+    fake.profile_bounds = [(1, 4, 8), (9, 12, 16)]
+    switches = lambda: [c[1] for c in fake.calls if c[0] == "context.set_optimization_profile_async"]  # noqa: E731
+    with TrtRunner(_engine_dir(tmp_path)) as r:
+        for n in (3, 12, 16, 2):
+            x = np.full((n, 4), n, dtype=np.float32)
+            np.testing.assert_array_equal(r.infer({"x": x})["y"], x)
+        assert switches() == [1, 0]  # batch 3 in profile 0 (no switch), 12 and 16 in profile 1, then back
+        with pytest.raises(BadInputError, match="engine profile") as e:
+            r.infer({"x": np.zeros((17, 4), np.float32)})
+        assert e.value.exit_code == EXIT_BAD_INPUT
