@@ -46,6 +46,8 @@ def _resolve(source: Path, target: str | None) -> tuple[Path, Any, Path | None]:
         onnx_path = source / MODEL_ONNX
         tgt = target_of_manifest(manifest, str(source / MANIFEST)) if target is None else get_target(target)
         return onnx_path, tgt, source
+    if source.name == MODEL_ONNX and (source.parent / MANIFEST).is_file():
+        return _resolve(source.parent, target)  # an export's model.onnx: its folder's manifest (profiles, target)
     if not source.is_file() or source.suffix != ".onnx":
         raise BadInputError(f"{source}: not an ONNX file or exported directory",
                             fix="pass MODEL.onnx or the directory `deployconv export` wrote")

@@ -106,6 +106,10 @@ def test_two_profiles_end_to_end(tmp_path):
             "--profile=1 --minShapes=image:1x3x96x128 --optShapes=image:1x3x128x160 --maxShapes=image:32x3x160x192")
     assert want in flat, res.output
     assert any(want in ln for ln in report["engine"]["trtexec"])
+    # the build-later hint export prints names OUT/model.onnx: build-engine reads that folder's manifest (profiles)
+    res = run("build-engine", out / "model.onnx", "--target", "trt-fp32", "--dry-run")
+    assert res.exit_code == 0, res.output
+    assert want in " ".join(res.output.split())
 
 
 def test_profile_outside_its_dim_range_is_exit_2(tmp_path):
