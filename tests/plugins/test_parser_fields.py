@@ -151,6 +151,10 @@ def test_a_wrong_version_or_namespace_finds_no_creator(exported_nodes, trt_build
 # --- output shapes -----------------------------------------------------------------------------------------------
 
 BATCHES_AND_SIZES = [(1, 7, 9), (8, 13, 5), (3, 16, 16)]  # batch 1 and 8, odd H and W
+# The ends of resnet50_dcn_backbone's profile (B 1..4, H/W 320..1344) as its DCN nodes see them: the first layer2
+# block's 3x3 runs at stride 4 (80..336), layer3 at 8 (40..168), layer4 at 16 (20..84); so 20 and 336, square and
+# mixed, at batch 1 and 4. getOutputShapes and configurePlugin are symbolic; these cases show it at the range ends.
+RANGE_ENDS = [(1, 20, 20), (4, 336, 336), (4, 20, 336), (1, 336, 20)]
 
 
 def _ints(node, name):
@@ -161,16 +165,24 @@ def _int(node, name):
     return int(helper.get_attribute_value(next(a for a in node.attribute if a.name == name)))
 
 
-def _case(name: str, node, shapes, n: int, h: int, w: int) -> tuple[list[tuple], tuple]:
-    """(input shapes, PyTorch reference output shape) for `node`'s attributes at batch n and an h x w map."""
+def _case(name: str, node, shapes, n: int, h: int, w: int, reference: bool = True) -> tuple[list[tuple], tuple]:
+    """(input shapes, output shape) for `node`'s attributes at batch n and an h x w map. The output shape is the
+    conv formula's; with `reference`, the PyTorch reference op also runs and must give that shape (the range-end
+    cases skip it: at 4x336x336 the references need tens of GB)."""
     from deployconv.ops.dcnv4 import dcnv4, padded_dim
     from deployconv.ops.deform_conv import deform_conv2d
     from deployconv.ops.ska import ska
 
+    def checked(ins: list[tuple], want: tuple, run) -> tuple[list[tuple], tuple]:
+        if reference:
+            got = tuple(run().shape)
+            assert got == want, (name, got, want)
+        return [tuple(s) for s in ins], want
+
     if name == "DeployconvSKA":
         c, g = 8, 2
-        x, wt = torch.randn(n, c, h, w), torch.randn(n, g, 9, h, w)
-        return [x.shape, wt.shape], tuple(ska(x, wt).shape)
+        return checked([(n, c, h, w), (n, g, 9, h, w)], (n, c, h, w),
+                       lambda: ska(torch.randn(n, c, h, w), torch.randn(n, g, 9, h, w)))
     if name == "DeployconvDeformConv2d":
         (sh, sw), pads, (dh, dw) = _ints(node, "strides"), _ints(node, "pads"), _ints(node, "dilations")
         g, og = _int(node, "group"), _int(node, "offset_group")
@@ -178,18 +190,17 @@ def _case(name: str, node, shapes, n: int, h: int, w: int) -> tuple[list[tuple],
         c, o = 2 * g * og, 2 * g
         ho = (h + 2 * pads[0] - dh * (kh - 1) - 1) // sh + 1
         wo = (w + 2 * pads[1] - dw * (kw - 1) - 1) // sw + 1
-        x, wt = torch.randn(n, c, h, w), torch.randn(o, c // g, kh, kw)
-        off, mask = torch.randn(n, 2 * og * kh * kw, ho, wo), torch.rand(n, og * kh * kw, ho, wo)
-        ref = deform_conv2d(x, off, wt, torch.randn(o), (sh, sw), (pads[0], pads[1]), (dh, dw), mask)
-        return [x.shape, wt.shape, off.shape, (o,), mask.shape], tuple(ref.shape)
+        ins = [(n, c, h, w), (o, c // g, kh, kw), (n, 2 * og * kh * kw, ho, wo), (o,), (n, og * kh * kw, ho, wo)]
+        return checked(ins, (n, o, ho, wo), lambda: deform_conv2d(
+            torch.randn(*ins[0]), torch.randn(*ins[2]), torch.randn(*ins[1]), torch.randn(o), (sh, sw),
+            (pads[0], pads[1]), (dh, dw), torch.rand(*ins[4])))
     (kh, kw), (sh, sw), pads, (dh, dw) = (_ints(node, k) for k in ("kernel_shape", "strides", "pads", "dilations"))
     g, d, rc = _int(node, "group"), _int(node, "group_channels"), _int(node, "remove_center")
     ho = (h + 2 * pads[0] - dh * (kh - 1) - 1) // sh + 1
     wo = (w + 2 * pads[1] - dw * (kw - 1) - 1) // sw + 1
-    value = torch.randn(n, h, w, g * d)
-    om = torch.randn(n, ho, wo, padded_dim(g, kh, kw, rc))
-    ref = dcnv4(value, om, kh, kw, sh, sw, pads[0], pads[1], dh, dw, g, d, 1.0, rc)
-    return [value.shape, om.shape], tuple(ref.shape)
+    ins = [(n, h, w, g * d), (n, ho, wo, padded_dim(g, kh, kw, rc))]
+    return checked(ins, (n, ho, wo, g * d), lambda: dcnv4(torch.randn(*ins[0]), torch.randn(*ins[1]), kh, kw, sh, sw,
+                                                           pads[0], pads[1], dh, dw, g, d, 1.0, rc))
 
 
 @pytest.mark.slow
@@ -197,7 +208,8 @@ def _case(name: str, node, shapes, n: int, h: int, w: int) -> tuple[list[tuple],
 @pytest.mark.parametrize("name", list(PLUGINS))
 def test_output_shapes_match_the_references(exported_nodes, trt_build, name):
     """getOutputShapes, evaluated by the probe's IExprBuilder test double (our formula, not TensorRT's shape
-    machinery), equals the reference op's output shape at batch 1 and 8 and odd sizes, for every distinct
+    machinery), equals the reference op's output shape at batch 1 and 8, odd sizes and the ends of the backbone
+    profile's range, for every distinct
     attribute set the zoo exports; the inputs then pass configurePlugin / onShapeChange."""
     def probe(*lines):
         return run_probe(trt_build.probe, trt_build.library, lines)
@@ -206,8 +218,8 @@ def test_output_shapes_match_the_references(exported_nodes, trt_build, name):
     torch.manual_seed(0)
     for model, node, shapes in exported_nodes[name]:
         lines = probe_lines(parser_import(node, creator_fields))
-        for n, h, w in BATCHES_AND_SIZES:
-            ins, ref_shape = _case(name, node, shapes, n, h, w)
+        for n, h, w in BATCHES_AND_SIZES + RANGE_ENDS:
+            ins, ref_shape = _case(name, node, shapes, n, h, w, reference=(n, h, w) in BATCHES_AND_SIZES)
             tensors = [f"in {FLOAT} {LINEAR} {' '.join(map(str, s))}" for s in ins]
             got = probe(*lines, *tensors, "shapes")[-1]
             assert got["rc"] == 0 and got["error"] == "", got
