@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from deployconv.core.errors import BadInputError, MissingEnvironmentError
+from deployconv.core.fsio import sha256_file
 from deployconv.plugins import library
 from deployconv.plugins.probe import run_probe
 from deployconv.plugins.table import PLUGINS
@@ -103,7 +104,7 @@ def test_build_writes_what_it_built(build):
     umask = os.umask(0)
     os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's 0700: other users may load it
-    assert info["files"][library.KERNELS_NAME] == library._sha256(out / library.KERNELS_NAME)
+    assert info["files"][library.KERNELS_NAME] == sha256_file(out / library.KERNELS_NAME)
     assert [p["name"] for p in info["plugins"]] == list(PLUGINS)
     assert not list(out.parent.glob(".out.*")), "temporary build trees must be gone after a successful build"
 
