@@ -173,6 +173,24 @@ def heavy_modules(packages: frozenset[str] = HEAVY) -> frozenset[str]:
     return frozenset(heavy)
 
 
+def module_graph() -> dict[str, set[str]]:
+    """Module -> the modules it imports (top of file and in functions)."""
+    graph: dict[str, set[str]] = defaultdict(set)
+    for e in edges():
+        graph[e.src].add(e.dst)
+    return graph
+
+
+def package_graph() -> dict[str, set[str]]:
+    """Package -> the other packages its modules import ('' is the front door)."""
+    graph: dict[str, set[str]] = defaultdict(set)
+    for e in edges():
+        a, b = package_of(e.src), package_of(e.dst)
+        if a != b:
+            graph[a].add(b)
+    return graph
+
+
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     """Strongly connected components with more than one node (Tarjan, iterative)."""
     index: dict[str, int] = {}

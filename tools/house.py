@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import ast
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -29,15 +28,9 @@ def main() -> None:
     print(f"modules: {len(mods)}; over 400 lines: {sum(n > 400 for n, _ in sizes)}")
     for n, name in sizes[:5]:
         print(f"  {n:5d}  {name}")
-    module_graph, package_graph = defaultdict(set), defaultdict(set)
-    for e in g.edges():
-        module_graph[e.src].add(e.dst)
-        a, b = e.src.split(".")[1:2] or [""], e.dst.split(".")[1:2] or [""]
-        if a != b:
-            package_graph[a[0]].add(b[0])
-    mc, pc = g.cycles(module_graph), g.cycles(package_graph)
+    mc, pc = g.cycles(g.module_graph()), g.cycles(g.package_graph())
     print(f"module cycles: {len(mc)} ({sum(map(len, mc))} modules)" + "".join(f"\n  {' '.join(c)}" for c in mc))
-    print(f"package cycles: {len(pc)}" + "".join(f"\n  {' '.join(c)}" for c in pc))
+    print(f"package cycles: {len(pc)}" + "".join(f"\n  {' '.join(p or '(front door)' for p in c)}" for c in pc))
     print(f"imports of our own modules: {len(g.edges())}, inside functions: {sum(e.lazy for e in g.edges())}")
     fns = []
     for p in mods.values():

@@ -31,8 +31,9 @@ from deployconv.pipeline.bundle import BundleResult, make_bundle, tarball_for
 from deployconv.trust.pin import pin_path
 from deployconv.trust.signing import load_private_key
 from deployconv.validate.device import CheckReport, check_bundle
+from deployconv.validate.export_dir import RUNTIME_CHOICES
 
-CHECK_RUNTIMES = ("auto", "ort-cpu", "trt")
+CHECK_RUNTIMES = RUNTIME_CHOICES  # what deployconv.validate can run
 
 BundleOutOpt = Annotated[Path, out_option("Bundle folder to write; OUT.tar.gz is written next to it.",
                                           show_default=False)]

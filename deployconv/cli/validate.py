@@ -20,9 +20,9 @@ from deployconv.cli.options import (
 from deployconv.cli.render import parity_table
 from deployconv.core.console import err, out, print_json
 from deployconv.core.errors import CheckFailedError
-from deployconv.validate.export_dir import recheck_dir
+from deployconv.validate.export_dir import RUNTIME_CHOICES, recheck_dir
 
-VALIDATE_RUNTIMES = ("auto", "ort-cpu", "trt")
+VALIDATE_RUNTIMES = RUNTIME_CHOICES  # what deployconv.validate can run
 
 
 def validate_cmd(

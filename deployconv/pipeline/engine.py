@@ -64,7 +64,9 @@ def engine_step(artifact: onnx.ModelProto, tgt: Target, opts: ExportOptions, lay
     try:
         entries = build_engine(staging / MODEL_ONNX, spec, staging, plugins=opts.plugins, requested=requested)
     except MissingEnvironmentError as e:
-        here = lambda text: relocate(text, staging, out)  # noqa: E731
+        def here(text: Any) -> Any:  # a message string, or None
+            return relocate(text, staging, out)
+
         status = "skipped: TensorRT not installed" if "not installed" in e.what else f"skipped: {here(e.what)}"
         entry = EngineEntry(status, what=here(e.what), why=here(e.why), how=here(e.fix),
                             trtexec=tuple(here(d) for d in e.details),

@@ -25,7 +25,7 @@ from deployconv.trust.manifest import read_manifest
 from deployconv.validate.binding import bind_manifest
 from deployconv.validate.device_checks import FAIL, PASS, SKIP, Check, Environment, environment_checks
 from deployconv.validate.device_probe import probe_environment
-from deployconv.validate.export_dir import reference_parity
+from deployconv.validate.export_dir import RUNTIME_CHOICES, reference_parity
 
 __all__ = ["FAIL", "PASS", "SKIP", "Check", "CheckReport", "Environment", "check_bundle", "environment_checks",
            "probe_environment"]
@@ -153,8 +153,8 @@ def check_bundle(directory: Path, *, runtime: str = "auto",
     `expect` (a manifest sha256) and `trust` (an Ed25519 public key) bind the manifest first: CheckFailedError
     when it is not the pinned or signed one. `fresh`: device-built outputs count as unlisted files."""
     directory = Path(directory)
-    if runtime not in ("auto", "trt", "ort-cpu"):
-        raise BadInputError(f"unknown runtime {runtime!r}", fix="use auto, trt or ort")
+    if runtime not in RUNTIME_CHOICES:
+        raise BadInputError(f"unknown runtime {runtime!r}", fix=f"use one of {', '.join(RUNTIME_CHOICES)}")
     if not directory.is_dir():
         raise BadInputError(f"{directory} is not a directory", fix="pass a folder made by `deployconv bundle`")
     bound = bind_manifest(directory, expect, trust)
