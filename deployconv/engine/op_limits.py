@@ -19,6 +19,7 @@ DeformConv runs TensorRT's own layer, whose limits are TensorRT's.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -110,19 +111,29 @@ def max_shapes(profile: Profile) -> dict[str, tuple[int, ...]]:
 def check_op_limits(facts: OnnxFacts, profile: Profile) -> list[str]:
     """Refuse (BadInputError, exit 2) a profile whose max shapes overflow a DCN plugin node's index space.
     A graph without DCN plugin nodes is not read at all. Returns notes for the plan."""
+    return check_profiles(facts, (profile,))
+
+
+def check_profiles(facts: OnnxFacts, profiles: Sequence[Profile]) -> list[str]:
+    """check_op_limits at every profile's max, reading the ONNX once (notes prefixed "profile i:" when several)."""
     count = sum(n for op, n in facts.plugin_counts().items() if op in DCN_OPS)
-    if not count:
+    if not count or not profiles:
         return []
     if facts.path is None or not Path(facts.path).is_file():  # facts of an in-memory graph (a bundle's lines)
         return [f"{count} DCN plugin node(s): index limits not checked here (no ONNX file to read); "
                 "`deployconv build-engine` checks them before building"]
-    nodes = read_dcn_nodes(facts.path, max_shapes(profile))
-    found = overflows(nodes)
-    if found:
-        raise refusal(found, profile)
-    unknown = [n.name for n in nodes if n.x_shape is None or n.out_shape is None]
-    note = f"DCN index limits hold at the profile max for {len(nodes) - len(unknown)} node(s)"
-    return [note + (f"; shapes unknown, not checked: {', '.join(unknown)}" if unknown else "")]
+    model = load_for_shapes(facts.path)
+    notes = []
+    for i, profile in enumerate(profiles):
+        nodes = read_dcn_nodes(model, max_shapes(profile))
+        found = overflows(nodes)
+        if found:
+            raise refusal(found, profile)
+        unknown = [n.name for n in nodes if n.x_shape is None or n.out_shape is None]
+        note = f"DCN index limits hold at the profile max for {len(nodes) - len(unknown)} node(s)"
+        note += f"; shapes unknown, not checked: {', '.join(unknown)}" if unknown else ""
+        notes.append(note if len(profiles) == 1 else f"profile {i}: {note}")
+    return notes
 
 
 # --- reading the shapes (onnx, lazily) -------------------------------------------------------------------
@@ -157,18 +168,27 @@ def plugin_out_shape(op_type: str, attrs: Mapping[str, Any], x: Sequence[int],
     return (x[0], ho, wo, x[3])
 
 
-def read_dcn_nodes(path: str, shapes: Mapping[str, Sequence[int]]) -> tuple[DcnNode, ...]:
-    """DCN plugin nodes of the ONNX at `path` with their shapes when the graph inputs take `shapes`."""
+def load_for_shapes(path: str) -> Any:
+    """The ONNX at `path`, for shape inference only: large weights become typed inputs (inference stays fast,
+    memory small); small ones (Reshape targets, pads) stay, since inference reads their values."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
     graph = model.graph
-    # Weights are only needed for their shapes: large ones become typed inputs (inference stays fast, memory
-    # small); small ones (Reshape targets, pads) stay, since inference reads their values.
     for t in list(graph.initializer):
         if math.prod(t.dims) > 64:
             graph.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
             graph.initializer.remove(t)
+    return model
+
+
+def read_dcn_nodes(source: Any, shapes: Mapping[str, Sequence[int]]) -> tuple[DcnNode, ...]:
+    """DCN plugin nodes of an ONNX (a path, or a model from load_for_shapes, left untouched) with their shapes when
+    the graph inputs take `shapes`."""
+    import onnx
+
+    model = load_for_shapes(source) if isinstance(source, (str, Path)) else copy.deepcopy(source)
+    graph = model.graph
     for v in graph.input:
         if v.name in shapes:
             dims = v.type.tensor_type.shape.dim

@@ -13,7 +13,7 @@ from deployconv.core.compat import version_in_range
 from deployconv.core.errors import BadInputError, MissingEnvironmentError
 from deployconv.core.support_matrix import target_refusals
 from deployconv.engine.onnx_facts import OnnxFacts
-from deployconv.engine.op_limits import check_op_limits
+from deployconv.engine.op_limits import check_profiles
 from deployconv.engine.precision import PrecisionChoice, choose_precision
 from deployconv.engine.profiles import Profile, make_profiles
 from deployconv.engine.spec import DEFAULT_OPTIMIZATION_LEVEL, EngineSpec
@@ -167,8 +167,7 @@ def make_recipe(spec: EngineSpec, trt_version: str | TrtVersion, facts: OnnxFact
     libs = tuple(str(p) for p in plugin_libraries)
     plugin_nodes = facts.plugin_counts()
     notes = list(precision.notes)
-    for i, p in enumerate(profiles):  # DCN index limits at each profile's max, before TensorRT
-        notes.extend(n if len(profiles) == 1 else f"profile {i}: {n}" for n in check_op_limits(facts, p))
+    notes.extend(check_profiles(facts, profiles))  # DCN index limits at each profile's max, before TensorRT
 
     if plugin_nodes and not libs:
         ops = ", ".join(f"{op} x{n}" for op, n in sorted(plugin_nodes.items()))
